@@ -1,7 +1,31 @@
-"""keras_vae: Keras 3 layers for variational autoencoders on TFP."""
+"""keras_vae: Keras 3 layers for variational autoencoders on TFP.
 
-from keras_vae import losses
+```python
+q = keras_vae.GaussianEncoderHead(latent_dim=32)(h)
+q = keras_vae.KLRegularizer()(q)
+z = keras_vae.ReparameterizedSample()(q)
+...
+vae = keras_vae.VAEModel(x_in, logits)
+vae.compile(loss=keras_vae.losses.BernoulliNLL())
+```
+"""
+
+from keras_vae import losses, objectives, priors
+from keras_vae.layers import (
+    GaussianEncoderHead,
+    KLRegularizer,
+    ReparameterizedSample,
+)
+from keras_vae.models import VAEModel
 
 __version__ = "0.1.0"
 
-__all__ = ["losses"]
+__all__ = [
+    "GaussianEncoderHead",
+    "KLRegularizer",
+    "ReparameterizedSample",
+    "VAEModel",
+    "losses",
+    "objectives",
+    "priors",
+]

@@ -6,8 +6,24 @@ Each is a `keras.losses.Loss` usable in any Keras model, with a
 
 from keras_vae.losses.base import LikelihoodLoss
 from keras_vae.losses.bernoulli import BernoulliNLL
+from keras_vae.losses.beta import BetaNLL
+from keras_vae.losses.categorical import CategoricalNLL
+from keras_vae.losses.continuous_bernoulli import ContinuousBernoulliNLL
+from keras_vae.losses.discretized_logistic_mixture import (
+    DiscretizedLogisticMixtureNLL,
+)
+from keras_vae.losses.gaussian import GaussianNLL
+from keras_vae.losses.negative_binomial import NegativeBinomialNLL
+from keras_vae.losses.poisson import PoissonNLL
 
 __all__ = [
     "LikelihoodLoss",
     "BernoulliNLL",
+    "GaussianNLL",
+    "ContinuousBernoulliNLL",
+    "CategoricalNLL",
+    "DiscretizedLogisticMixtureNLL",
+    "PoissonNLL",
+    "NegativeBinomialNLL",
+    "BetaNLL",
 ]

@@ -10,7 +10,8 @@ class LikelihoodLoss(keras.losses.Loss):
     A subclass says how the decoder's output (the *parameters*) becomes a
     `tfp.distributions` object over one data element, by implementing
     `_make_distribution(params)`, and how many parameters each data element
-    needs (`PARAMS_PER_ELEMENT`). The base class does the rest:
+    needs (`PARAMS_PER_ELEMENT`, or the `params_per_element` property when
+    it depends on the loss's arguments). The base class does the rest:
 
     ```none
     loss(x, params) = mean_b [ -sum_{event dims} log p(x_b | params_b) ]
@@ -19,7 +20,7 @@ class LikelihoodLoss(keras.losses.Loss):
     The first axis is the batch, every other axis of the data is an event
     axis (summed). Parameters are stacked along the last axis: a decoder
     for data of shape `(B, ..., C)` emits `(B, ..., k * C)` where
-    `k = PARAMS_PER_ELEMENT`, so a Dense decoder on flat data uses
+    `k = params_per_element`, so a Dense decoder on flat data uses
     `params_size(event_shape)` units and a convolutional decoder uses
     `params_size((C,))` filters.
 
@@ -66,6 +67,11 @@ class LikelihoodLoss(keras.losses.Loss):
             size *= int(d)
         return cls.PARAMS_PER_ELEMENT * size
 
+    @property
+    def params_per_element(self):
+        """Parameters per data element (`k`) for this instance's arguments."""
+        return self.PARAMS_PER_ELEMENT
+
     def distribution(self, params):
         """The TFP distribution of one example per batch row.
 
@@ -86,7 +92,7 @@ class LikelihoodLoss(keras.losses.Loss):
         self._check_params_shape(y_true, params)
         if self.validate:
             y_true = self._validate_support(y_true)
-        return self.distribution(params).log_prob(y_true)
+        return self.distribution(params).log_prob(self._prepare_y_true(y_true))
 
     def mean(self, params):
         """E[x | params]: what `VAEModel.sample` and `reconstruct` return."""
@@ -112,24 +118,32 @@ class LikelihoodLoss(keras.losses.Loss):
         """List of `(bool tensor, description)` that must all hold."""
         return []
 
+    def _prepare_y_true(self, y_true):
+        """Maps (validated) data to the values the distribution scores.
+
+        Identity by default; e.g. clipping into an open interval, or mapping
+        grey levels in [0, 1] to integer bins.
+        """
+        return y_true
+
     # ----------------------------------------------------------- helpers
     def _split_params(self, params):
-        """Splits the last axis into `PARAMS_PER_ELEMENT` equal parts."""
-        if self.PARAMS_PER_ELEMENT == 1:
+        """Splits the last axis into `params_per_element` equal parts."""
+        if self.params_per_element == 1:
             return [params]
-        return tf.split(params, self.PARAMS_PER_ELEMENT, axis=-1)
+        return tf.split(params, self.params_per_element, axis=-1)
 
     def _check_params_shape(self, y_true, params):
         y_last = y_true.shape[-1]
         p_last = params.shape[-1]
         if y_last is None or p_last is None:
             return
-        expected = self.PARAMS_PER_ELEMENT * y_last
+        expected = self.params_per_element * y_last
         if p_last != expected:
             raise ValueError(
                 f"{type(self).__name__}: the decoder output (params) has last "
                 f"dimension {p_last}, but data with last dimension {y_last} "
-                f"needs {expected} parameters ({self.PARAMS_PER_ELEMENT} per "
+                f"needs {expected} parameters ({self.params_per_element} per "
                 f"element; see `{type(self).__name__}.params_size`). Received: "
                 f"y_true.shape={tuple(y_true.shape)}, "
                 f"y_pred.shape={tuple(params.shape)}"

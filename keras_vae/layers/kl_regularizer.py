@@ -1,0 +1,171 @@
+"""KLRegularizer: adds KL(q(z|x) || p(z)) to the model's losses."""
+
+import keras
+import tensorflow as tf
+
+from keras_vae import _validation as v
+from keras_vae import priors as priors_lib
+from keras_vae.objectives.kl import (
+    has_analytic_kl,
+    kl_divergence,
+    kl_per_dimension,
+)
+from keras_vae.posteriors import (
+    check_loc_scale,
+    gaussian_posterior,
+    reparameterize,
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_vae")
+class KLRegularizer(keras.layers.Layer):
+    """Identity on `(loc, scale)` that adds β · KL(q(z|x) ‖ p(z)) as a loss.
+
+    ```none
+    KL_b     = KL(q(z | x_b) || p(z))                  analytic if TFP has it
+    penalty  = weight * mean_b KL_b                    (free_bits = 0)
+    penalty  = weight * sum_d max(mean_b KL_bd, free_bits)   (diagonal q, factorised p)
+    ```
+
+    The KL is analytic (`tfd.kl_divergence`) when TFP registers one for the
+    posterior/prior pair, otherwise a one-sample estimate log q(z) - log p(z)
+    (`VAEModel` passes the z it actually drew, so the estimate is the usual
+    Monte Carlo ELBO term). The penalty is added with `add_loss`, so the
+    layer works in any Keras model; `VAEModel` asks the layer for the same
+    quantities directly (`kl_divergence`, `penalty`) to report the `kl`
+    metric and compute the ELBO.
+
+    `weight` is stored in a non-trainable variable (`kl_weight`) that the
+    compiled train step reads, so a callback can anneal it after `compile`
+    (KL warm-up) by `layer.kl_weight.assign(...)`.
+
+    Args:
+        prior: a `keras_vae.priors.Prior` or `"standard_normal"` (default).
+        weight: float >= 0, the β of β-VAE (1.0 gives the ELBO).
+        free_bits: float >= 0, nats per latent dimension below which the
+            KL is not penalised (Kingma et al., 2016), applied to the
+            batch-mean KL of each dimension. For a full-covariance posterior
+            (whose KL does not split by dimension) the floor is applied to
+            the total, as `latent_dim * free_bits`. Default 0 (off).
+
+    Call arguments:
+        inputs: `(loc, scale)`, as returned by `GaussianEncoderHead`.
+
+    Input shape / Output shape:
+        `((batch, L), (batch, L))` or `((batch, L), (batch, L, L))`,
+        returned unchanged.
+
+    Example:
+
+    ```python
+    q = keras_vae.GaussianEncoderHead(latent_dim=16)(h)
+    q = keras_vae.KLRegularizer(weight=4.0)(q)      # a β-VAE with β = 4
+    z = keras_vae.ReparameterizedSample()(q)
+    ```
+
+    References: Kingma & Welling 2013; Higgins et al. 2017 (β-VAE);
+    Kingma et al. 2016 (free bits).
+    """
+
+    def __init__(self, prior="standard_normal", weight=1.0, free_bits=0.0,
+                 seed=None, **kwargs):
+        # Keep the float32 (loc, scale) of the head float32 under mixed
+        # precision: no autocast of the inputs to the compute dtype.
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        self.prior = priors_lib.get(prior)
+        self.weight = v.check_float("weight", weight, minimum=0.0)
+        self.free_bits = v.check_float("free_bits", free_bits, minimum=0.0)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise v.invalid("seed", "an int or None", seed)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.kl_weight = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(self.weight),
+            trainable=False, name="kl_weight", dtype="float32",
+        )
+
+    def build(self, input_shape):
+        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
+            raise ValueError(
+                "KLRegularizer expects `(loc, scale)`. Received: "
+                f"input_shape={input_shape}"
+            )
+        loc_shape, scale_shape = input_shape
+        check_loc_scale(
+            keras.KerasTensor(loc_shape), keras.KerasTensor(scale_shape),
+            "KLRegularizer",
+        )
+        self.latent_dim = loc_shape[-1]
+        if not self.prior.built:
+            self.prior.build((None, self.latent_dim))
+
+    # ------------------------------------------------------------ queries
+    def prior_distribution(self):
+        return self.prior.distribution(self.latent_dim)
+
+    def kl_divergence(self, loc, scale, z=None):
+        """Per-example KL(q ‖ p), shape (B,), float32, without the weight."""
+        return kl_divergence(
+            gaussian_posterior(loc, scale), self.prior_distribution(), z
+        )
+
+    def penalty(self, loc, scale, z=None):
+        """The scalar added to the loss: weight · (free-bits) batch-mean KL."""
+        q = gaussian_posterior(loc, scale)
+        p = self.prior_distribution()
+        if self.free_bits > 0.0:
+            per_dim = kl_per_dimension(q, p)
+            if per_dim is not None:
+                kl = tf.reduce_sum(
+                    tf.maximum(tf.reduce_mean(per_dim, 0), self.free_bits)
+                )
+            else:
+                kl = tf.maximum(
+                    tf.reduce_mean(kl_divergence(q, p, z)),
+                    self.free_bits * self.latent_dim,
+                )
+        else:
+            kl = tf.reduce_mean(kl_divergence(q, p, z))
+        return self.kl_weight * kl
+
+    def call(self, inputs):
+        loc, scale = inputs
+        z = None
+        if not has_analytic_kl(
+            gaussian_posterior(loc, scale), self.prior_distribution()
+        ):
+            # Sampled estimate: draw the z it is evaluated at with our seed.
+            eps = keras.random.normal(
+                tf.shape(loc), dtype="float32", seed=self.seed_generator
+            )
+            z = reparameterize(loc, scale, eps)
+        self.add_loss(self.penalty(loc, scale, z))
+        return loc, scale
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0]), tuple(input_shape[1])
+
+    def compute_output_spec(self, inputs):
+        return tuple(
+            keras.KerasTensor(tuple(t.shape), dtype=t.dtype) for t in inputs
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "prior": keras.saving.serialize_keras_object(self.prior),
+                "weight": self.weight,
+                "free_bits": self.free_bits,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["prior"] = priors_lib.get(config.get("prior"))
+        return cls(**config)
+

@@ -1,0 +1,110 @@
+"""ReparameterizedSample: z = loc + scale * eps."""
+
+import keras
+import tensorflow as tf
+
+from keras_vae import _validation as v
+from keras_vae.posteriors import check_loc_scale, reparameterize
+
+INFERENCE_MODES = ("mean", "sample")
+
+
+@keras.saving.register_keras_serializable(package="keras_vae")
+class ReparameterizedSample(keras.layers.Layer):
+    """Draws z ~ q(z | x) = N(loc, Σ) by the reparameterisation trick.
+
+    ```none
+    eps ~ N(0, I)
+    z   = loc + scale * eps          (diagonal scale, shape (B, L))
+    z   = loc + scale @ eps          (lower-triangular scale, shape (B, L, L))
+    ```
+
+    Gradients flow to `loc` and `scale` through the deterministic map, which
+    is what makes the Monte Carlo ELBO differentiable (Kingma & Welling,
+    2013). The noise comes from a `keras.random.SeedGenerator`, so a fixed
+    `seed` gives reproducible draws, also after `.keras` save/load.
+
+    `VAEModel` uses `draw(loc, scale, num_samples)` to take K samples per
+    example at once; the layer's `call` is what a plain Keras model sees.
+
+    Args:
+        seed: int or None, seed of the noise.
+        inference: what the layer returns when `training` is false
+            (`predict`, `evaluate`, serving): `"mean"` (default; returns
+            `loc`, a deterministic reconstruction) or `"sample"` (a draw, as
+            in training).
+
+    Call arguments:
+        inputs: `(loc, scale)` from `GaussianEncoderHead` (or
+            `KLRegularizer`).
+        training: Python bool; draws when true.
+
+    Input shape:
+        `((batch, L), (batch, L))` or `((batch, L), (batch, L, L))`.
+
+    Output shape:
+        `(batch, L)`.
+
+    Example:
+
+    ```python
+    q = keras_vae.GaussianEncoderHead(latent_dim=8)(h)
+    z = keras_vae.ReparameterizedSample(seed=0)(q)
+    ```
+
+    References: Kingma & Welling, "Auto-Encoding Variational Bayes", 2013;
+    Rezende et al., "Stochastic Backpropagation", 2014.
+    """
+
+    def __init__(self, seed=None, inference="mean", **kwargs):
+        # Keep the float32 (loc, scale) of the head float32 under mixed
+        # precision: no autocast of the inputs to the compute dtype.
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise v.invalid("seed", "an int or None", seed)
+        self.seed = seed
+        self.inference = v.check_choice("inference", inference, INFERENCE_MODES)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
+            raise ValueError(
+                "ReparameterizedSample expects `(loc, scale)`. Received: "
+                f"input_shape={input_shape}"
+            )
+        loc_shape, scale_shape = input_shape
+        check_loc_scale(
+            keras.KerasTensor(loc_shape), keras.KerasTensor(scale_shape),
+            "ReparameterizedSample",
+        )
+
+    def draw(self, loc, scale, num_samples=1):
+        """`num_samples` draws per row, folded into the batch axis.
+
+        Returns z of shape `(num_samples * B, L)`, sample-major: rows
+        `k * B ... (k + 1) * B - 1` are the k-th draw for the whole batch.
+        """
+        shape = tf.concat([[num_samples], tf.shape(loc)], axis=0)
+        eps = keras.random.normal(
+            shape, dtype="float32", seed=self.seed_generator
+        )
+        z = reparameterize(loc, scale, eps)
+        return tf.reshape(z, (-1, tf.shape(loc)[-1]))
+
+    def call(self, inputs, training=None):
+        loc, scale = inputs
+        if training or self.inference == "sample":
+            return self.draw(loc, scale, 1)
+        return keras.ops.cast(loc, "float32")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+    def compute_output_spec(self, inputs, training=None):
+        return keras.KerasTensor(tuple(inputs[0].shape), dtype="float32")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"seed": self.seed, "inference": self.inference})
+        return config

@@ -1,0 +1,461 @@
+"""VAEModel: a functional Keras model trained by the ELBO or the IWAE bound."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_vae import _validation as v
+from keras_vae import objectives
+from keras_vae.models import graph as graph_lib
+from keras_vae.posteriors import gaussian_posterior
+
+# Decoder rows (K samples x examples) per call in `log_likelihood` / `elbo`.
+_ROWS_PER_CHUNK = 8192
+
+
+class _Parts:
+    """Holds the encoder/decoder views of the graph out of Keras tracking.
+
+    They share the VAEModel's layers and weights; keeping them in a plain
+    object stops Keras from saving those weights a second time.
+    """
+
+    def __init__(self, vae_graph):
+        self.graph = vae_graph
+        self.functions = {}
+
+
+@keras.saving.register_keras_serializable(package="keras_vae")
+class VAEModel(keras.Model):
+    """A variational autoencoder built the functional way.
+
+    ```none
+    p(x, z) = p(x | z) p(z),   q(z | x) from the encoder
+    ELBO(x) = E_q[log p(x | z)] - KL(q(z | x) || p(z)) <= log p(x)
+    objective="elbo": loss = -(1/K) sum_k log p(x | z_k) + β KL     (+ layer losses)
+    objective="iwae": loss = -log (1/K) sum_k p(x | z_k) p(z_k)^β / q(z_k | x)^β
+    ```
+
+    `inputs -> ... -> GaussianEncoderHead -> KLRegularizer ->
+    ReparameterizedSample -> ... -> outputs` is read as: encoder (model
+    inputs to the `(loc, scale)` entering the `KLRegularizer`), latent
+    `z`, decoder (`z` and any model input it also reads, e.g. a label in a
+    conditional VAE, to the likelihood parameters). The likelihood is the
+    loss given to `compile` (a `keras_vae.losses` loss: it supplies
+    `log_prob` and the distribution's mean). K samples per example are
+    folded into the batch axis, so the decoder runs once per step on K·B
+    rows whatever its layers.
+
+    Data as for any Keras model: `x` alone (the target is `x`),
+    `(inputs, targets)`, or `(inputs, targets, sample_weight)`. A
+    conditional VAE passes `[x, y]` as inputs and `x` as targets.
+
+    Metrics reported by `fit` / `evaluate`: `loss` (what is minimised),
+    `elbo` (per-example ELBO, β = 1), `reconstruction` (-E_q log p(x|z))
+    and `kl` (KL(q ‖ p), β = 1).
+
+    Example:
+
+    ```python
+    vae = keras_vae.VAEModel(x_in, logits)
+    vae.compile(optimizer="adam", loss=keras_vae.losses.BernoulliNLL())
+    vae.fit(dataset, epochs=10)
+    log_px = vae.log_likelihood(x_test, num_samples=1000)
+    ```
+
+    References: Kingma & Welling 2013; Rezende et al. 2014; Burda et al.
+    2015 (IWAE).
+    """
+
+    def __init__(self, inputs, outputs, name=None, **kwargs):
+        super().__init__(inputs, outputs, name=name, **kwargs)
+        self._parts = _Parts(graph_lib.analyse(self))
+        self.objective = "elbo"
+        self.num_samples = 1
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.elbo_tracker = keras.metrics.Mean(name="elbo")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
+        self.kl_tracker = keras.metrics.Mean(name="kl")
+
+    # ----------------------------------------------------------- pieces
+    @property
+    def encoder(self):
+        """`keras.Model`: model inputs -> `[loc, scale]` of q(z | x)."""
+        return self._parts.graph.encoder
+
+    @property
+    def decoder(self):
+        """`keras.Model`: `[z, *conditions]` -> likelihood parameters."""
+        return self._parts.graph.decoder
+
+    @property
+    def kl_layer(self):
+        return self._parts.graph.kl
+
+    @property
+    def sampler(self):
+        return self._parts.graph.sampler
+
+    @property
+    def latent_dim(self):
+        return int(self.sampler.output.shape[-1])
+
+    @property
+    def likelihood(self):
+        loss = getattr(self, "loss", None)
+        if loss is None:
+            raise ValueError(
+                f"VAEModel '{self.name}' is not compiled: its likelihood is "
+                "the loss given to compile(), e.g. "
+                "compile(loss=keras_vae.losses.BernoulliNLL())."
+            )
+        return loss
+
+    @property
+    def metrics(self):
+        return [
+            self.loss_tracker,
+            self.elbo_tracker,
+            self.reconstruction_tracker,
+            self.kl_tracker,
+        ]
+
+    # ----------------------------------------------------------- compile
+    def compile(
+        self,
+        optimizer="adam",
+        loss=None,
+        objective="elbo",
+        num_samples=1,
+        jit_compile=True,
+        **kwargs,
+    ):
+        """Configures training; XLA (`jit_compile=True`) by default.
+
+        Args:
+            optimizer: as for `keras.Model.compile`.
+            loss: a likelihood loss from `keras_vae.losses` (anything with
+                `log_prob(y_true, params)` and `mean(params)`).
+            objective: `"elbo"` (default) or `"iwae"`.
+            num_samples: K, the samples of z per example in each step.
+            jit_compile: XLA-compile the train/test steps (default True;
+                Keras turns it off under a `tf.distribute` strategy).
+            **kwargs: other `keras.Model.compile` arguments
+                (`steps_per_execution`, `run_eagerly`, ...). `metrics` are
+                not supported: the model reports its own.
+        """
+        if loss is None or not (
+            callable(getattr(loss, "log_prob", None))
+            and callable(getattr(loss, "mean", None))
+        ):
+            raise ValueError(
+                "Invalid value received for argument `loss`. Expected a "
+                "likelihood loss from keras_vae.losses (with `log_prob` and "
+                f"`mean`), e.g. BernoulliNLL(). Received: loss={loss!r}"
+            )
+        for key in ("metrics", "weighted_metrics", "loss_weights"):
+            if kwargs.get(key):
+                raise ValueError(
+                    f"VAEModel.compile does not take `{key}`: the model "
+                    "reports loss, elbo, reconstruction and kl itself. "
+                    f"Received: {key}={kwargs[key]!r}"
+                )
+            kwargs.pop(key, None)
+        self.objective = v.check_choice(
+            "objective", objective, objectives.OBJECTIVES
+        )
+        self.num_samples = v.check_positive_int("num_samples", num_samples)
+        super().compile(
+            optimizer=optimizer, loss=loss, jit_compile=jit_compile, **kwargs
+        )
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config is not None:
+            config["objective"] = self.objective
+            config["num_samples"] = self.num_samples
+        return config
+
+    def compile_from_config(self, config):
+        # As keras.Model does, through our compile (objective, num_samples).
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    # ------------------------------------------------------ core maths
+    def _split_data(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if y is None:
+            y = self._default_target(x)
+        return x, y, sample_weight
+
+    def _default_target(self, x):
+        if isinstance(x, (list, tuple)) and len(x) != 1:
+            raise ValueError(
+                f"VAEModel '{self.name}' has {len(x)} inputs, so the target "
+                "cannot be taken to be the input: pass (inputs, targets), "
+                "e.g. ([x, label], x) for a conditional VAE."
+            )
+        if isinstance(x, dict):
+            raise ValueError(
+                "VAEModel with dict inputs needs explicit targets: pass "
+                "(inputs, targets)."
+            )
+        return x[0] if isinstance(x, (list, tuple)) else x
+
+    def _conditions(self, x):
+        xs = x if isinstance(x, (list, tuple)) else [x]
+        return [xs[i] for i in self._parts.graph.condition_index]
+
+    def _terms(self, x, y, num_samples, training, need_weights):
+        """Everything the objectives need, for K = num_samples draws.
+
+        Returns a dict of float32 tensors: `log_px_z` (K, B), `kl` (B,),
+        `penalty` (scalar β·KL term), `loc`, `scale`, `z` (K, B, L) and,
+        when `need_weights`, `log_pz` and `log_qz` (K, B).
+        """
+        loc, scale = self.encoder(x, training=training)
+        batch = tf.shape(loc)[0]
+        z = self.sampler.draw(loc, scale, num_samples)  # (K*B, L)
+        conditions = [
+            tf.tile(c, tf.concat([[num_samples], tf.ones_like(tf.shape(c)[1:])], 0))
+            for c in self._conditions(x)
+        ]
+        params = self.decoder([z] + conditions, training=training)
+        y_rep = tf.tile(
+            tf.convert_to_tensor(y),
+            tf.concat([[num_samples], tf.ones_like(tf.shape(y)[1:])], 0),
+        )
+        log_px_z = tf.reshape(
+            self.likelihood.log_prob(y_rep, params), (num_samples, batch)
+        )
+        z = tf.reshape(z, (num_samples, batch, -1))
+        terms = {
+            "log_px_z": log_px_z,
+            "kl": self.kl_layer.kl_divergence(loc, scale, z),
+            "loc": loc,
+            "scale": scale,
+            "z": z,
+        }
+        if need_weights:
+            q = gaussian_posterior(loc, scale)
+            terms["log_qz"] = q.log_prob(z)
+            terms["log_pz"] = self.kl_layer.prior_distribution().log_prob(z)
+        return terms
+
+    def _losses_and_metrics(self, x, y, sample_weight, training):
+        k = self.num_samples
+        iwae = self.objective == "iwae"
+        t = self._terms(x, y, k, training, need_weights=iwae)
+        batch = tf.cast(tf.shape(t["kl"])[0], tf.float32)
+        w = None
+        if sample_weight is not None:
+            w = tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
+
+        def batch_mean(values):  # Keras' "sum_over_batch_size"
+            if w is not None:
+                values = values * w
+            return tf.reduce_sum(values) / batch
+
+        recon = -tf.reduce_mean(t["log_px_z"], axis=0)
+        elbo = objectives.elbo(t["log_px_z"], t["kl"])
+        if iwae:
+            log_w = objectives.log_weights(
+                t["log_px_z"], t["log_pz"], t["log_qz"],
+                self.kl_layer.kl_weight,
+            )
+            loss = -batch_mean(objectives.iwae(log_w))
+        else:
+            penalty = self.kl_layer.penalty(t["loc"], t["scale"], t["z"])
+            if w is not None:
+                penalty = penalty * tf.reduce_mean(w)
+            loss = batch_mean(recon) + penalty
+        extra = self.encoder.losses + self.decoder.losses
+        if extra:
+            loss = loss + tf.add_n([tf.cast(l, tf.float32) for l in extra])
+        return loss, {
+            "elbo": batch_mean(elbo),
+            "reconstruction": batch_mean(recon),
+            "kl": batch_mean(t["kl"]),
+        }
+
+    def _update_metrics(self, loss, values, batch):
+        self.loss_tracker.update_state(loss, sample_weight=batch)
+        self.elbo_tracker.update_state(values["elbo"], sample_weight=batch)
+        self.reconstruction_tracker.update_state(
+            values["reconstruction"], sample_weight=batch
+        )
+        self.kl_tracker.update_state(values["kl"], sample_weight=batch)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        x, y, sample_weight = self._split_data(data)
+        with tf.GradientTape() as tape:
+            loss, values = self._losses_and_metrics(
+                x, y, sample_weight, training=True
+            )
+            # Gradients are summed over replicas: scale the per-replica loss.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(loss / replicas)
+        weights = self.trainable_weights
+        grads = tape.gradient(scaled, weights)
+        self.optimizer.apply_gradients(zip(grads, weights))
+        return self._update_metrics(loss, values, tf.shape(y)[0])
+
+    def test_step(self, data):
+        x, y, sample_weight = self._split_data(data)
+        loss, values = self._losses_and_metrics(
+            x, y, sample_weight, training=False
+        )
+        return self._update_metrics(loss, values, tf.shape(y)[0])
+
+    # -------------------------------------------------- user-facing API
+    def encode(self, x, batch_size=256):
+        """Posterior parameters `(loc, scale)` of q(z | x), as NumPy."""
+        loc, scale = self.encoder.predict(x, batch_size=batch_size, verbose=0)
+        return loc, scale
+
+    def decode(self, z, condition=None, batch_size=256):
+        """Likelihood parameters (the decoder output) for latents `z`."""
+        return self.decoder.predict(
+            [np.asarray(z, "float32")] + self._condition_list(condition, len(z)),
+            batch_size=batch_size, verbose=0,
+        )
+
+    def reconstruct(self, x, batch_size=256):
+        """E[x | z = posterior mean]: the likelihood's mean, as NumPy."""
+        loc, _ = self.encode(x, batch_size=batch_size)
+        conditions = self._conditions(x)
+        params = self.decode(loc, conditions or None, batch_size=batch_size)
+        return np.asarray(self.likelihood.mean(params))
+
+    def sample(self, n, seed=None, condition=None):
+        """Draws `n` latents from the prior, decodes, returns the mean.
+
+        Args:
+            n: number of samples.
+            seed: int for reproducible draws (the same seed gives the same
+                samples), or None.
+            condition: for a conditional VAE, the decoder's other inputs
+                (one row, broadcast to `n`, or `n` rows).
+        """
+        n = v.check_positive_int("n", n)
+        if seed is None:
+            seed = int(np.random.randint(0, 2**31 - 1))
+        prior = self.kl_layer.prior_distribution()
+        z = prior.sample(n, seed=tf.constant([seed, 0], tf.int32))
+        params = self.decode(z.numpy(), condition)
+        return np.asarray(self.likelihood.mean(params))
+
+    def _condition_list(self, condition, n):
+        needed = len(self._parts.graph.condition_index)
+        if needed == 0:
+            if condition is not None:
+                raise ValueError(
+                    "This VAEModel's decoder reads only z; received a "
+                    "`condition`."
+                )
+            return []
+        if condition is None:
+            raise ValueError(
+                f"This VAEModel's decoder also reads {needed} model "
+                "input(s) (a conditional VAE): pass `condition=`."
+            )
+        conds = condition if isinstance(condition, (list, tuple)) else [condition]
+        out = []
+        for c in conds:
+            c = np.asarray(c)
+            if c.shape[0] == 1 and n != 1:
+                c = np.repeat(c, n, axis=0)
+            out.append(c)
+        return out
+
+    def _chunked(self, name, x, y, num_samples, batch_size, reduce):
+        """Runs `reduce(terms, k)` over example and sample chunks."""
+        fn = self._parts.functions.get(name)
+        if fn is None:
+            def step(x, y, k):
+                t = self._terms(x, y, k, training=False, need_weights=True)
+                return reduce(t)
+            fn = tf.function(step, jit_compile=True, reduce_retracing=True)
+            self._parts.functions[name] = fn
+        xs = x if isinstance(x, (list, tuple)) else [x]
+        n = len(xs[0])
+        results = []
+        for start in range(0, n, batch_size):
+            xb = [np.asarray(a[start:start + batch_size]) for a in xs]
+            yb = np.asarray(y[start:start + batch_size])
+            xb_in = xb if isinstance(x, (list, tuple)) else xb[0]
+            b = len(yb)
+            k_chunk = max(1, min(num_samples, _ROWS_PER_CHUNK // b))
+            parts, done = [], 0
+            while done < num_samples:
+                k = min(k_chunk, num_samples - done)
+                parts.append((fn(xb_in, yb, k), k))
+                done += k
+            results.append(parts)
+        return results
+
+    def log_likelihood(self, x, y=None, num_samples=1000, batch_size=100):
+        """Per-example importance-sampled estimate of log p(x), in nats.
+
+        ```none
+        log p(x) ~ log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x),  z_k ~ q(z|x)
+        ```
+
+        A lower bound in expectation that tightens to log p(x) as K grows
+        (Burda et al. 2015). Streams over `batch_size` examples and over
+        chunks of samples, so large K fits in memory.
+
+        Args:
+            x: model inputs (an array, or a list for several inputs).
+            y: targets, when they are not the input (conditional VAE).
+            num_samples: K, importance samples per example.
+            batch_size: examples per chunk.
+
+        Returns:
+            NumPy array of shape (N,).
+        """
+        num_samples = v.check_positive_int("num_samples", num_samples)
+        batch_size = v.check_positive_int("batch_size", batch_size)
+        y = self._default_target(x) if y is None else y
+
+        def reduce(t):
+            log_w = objectives.log_weights(t["log_px_z"], t["log_pz"], t["log_qz"])
+            return tf.reduce_logsumexp(log_w, axis=0)
+
+        results = self._chunked(
+            "log_likelihood", x, y, num_samples, batch_size, reduce
+        )
+        return np.concatenate(
+            [objectives.logmeanexp_chunks(parts).numpy() for parts in results]
+        )
+
+    def elbo(self, x, y=None, num_samples=1, batch_size=100):
+        """Per-example ELBO estimate with K samples (NumPy, shape (N,))."""
+        num_samples = v.check_positive_int("num_samples", num_samples)
+        batch_size = v.check_positive_int("batch_size", batch_size)
+        y = self._default_target(x) if y is None else y
+
+        def reduce(t):
+            # Sum over this chunk's samples; the KL term is per sample so
+            # that chunks combine by a plain average.
+            k = tf.cast(tf.shape(t["log_px_z"])[0], tf.float32)
+            return tf.reduce_sum(t["log_px_z"], 0) - k * t["kl"]
+
+        results = self._chunked("elbo", x, y, num_samples, batch_size, reduce)
+        return np.concatenate(
+            [
+                sum(s.numpy() for s, _ in parts) / sum(k for _, k in parts)
+                for parts in results
+            ]
+        )
+
+    def export_serving(self, path, log_likelihood_samples=100):
+        """Writes a TensorFlow SavedModel for TF Serving; see `keras_vae.export`."""
+        from keras_vae.export import export_serving
+
+        return export_serving(
+            self, path, log_likelihood_samples=log_likelihood_samples
+        )

@@ -1,0 +1,62 @@
+"""KL(q || p): analytic when TFP knows it, a sampled estimate otherwise.
+
+This is the one place that decides between the two (as Pyro does).
+
+```none
+analytic:  KL(q || p)                     via tfd.kl_divergence
+sampled:   log q(z) - log p(z),  z ~ q    (unbiased, one sample per row)
+```
+"""
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+
+
+def has_analytic_kl(q, p):
+    """Whether TFP has a registered closed-form KL for this pair."""
+    try:
+        tfd.kl_divergence(q, p)
+    except NotImplementedError:
+        return False
+    return True
+
+
+def kl_divergence(q, p, z=None):
+    """Per-example KL(q || p), shape = q.batch_shape, float32.
+
+    Args:
+        q: posterior, batch (B,), event (L,).
+        p: prior, event (L,), broadcastable batch.
+        z: samples from q of shape (..., B, L) used for the sampled estimate
+            when no analytic form exists (averaged over leading axes). When
+            None and no analytic form exists, one sample is drawn from q.
+    """
+    try:
+        return tfd.kl_divergence(q, p)
+    except NotImplementedError:
+        pass
+    if z is None:
+        z = q.sample()
+    z = tf.cast(z, tf.float32)
+    log_ratio = q.log_prob(z) - p.log_prob(z)
+    extra = len(log_ratio.shape) - len(q.batch_shape)
+    if extra > 0:
+        log_ratio = tf.reduce_mean(log_ratio, axis=list(range(extra)))
+    return log_ratio
+
+
+def kl_per_dimension(q, p):
+    """Per-example, per-dimension KL, shape (B, L), or None.
+
+    Defined when both q and p factorise over dimensions (Independent of
+    univariate distributions with an analytic pairwise KL), which is what
+    per-dimension free bits and active-unit diagnostics need.
+    """
+    if not (isinstance(q, tfd.Independent) and isinstance(p, tfd.Independent)):
+        return None
+    try:
+        return tfd.kl_divergence(q.distribution, p.distribution)
+    except NotImplementedError:
+        return None

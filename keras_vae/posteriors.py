@@ -1,0 +1,65 @@
+"""Gaussian posteriors from the `(loc, scale)` tensors that layers pass on.
+
+Layers exchange tensors, never distributions (Keras 3 needs tensors between
+layers); this module is the one place that turns `(loc, scale)` back into a
+TFP distribution, so the head, the KL, the sampler and the objectives agree
+on what a scale of a given rank means:
+
+```none
+scale.shape == loc.shape          ->  q = prod_d N(z_d; loc_d, scale_d^2)
+scale.shape == loc.shape + (L,)   ->  q = N(z; loc, scale scale^T), scale lower-triangular
+```
+"""
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+
+
+def is_full_covariance(loc, scale):
+    """Whether `scale` is a (B, L, L) Cholesky factor rather than (B, L)."""
+    return len(scale.shape) == len(loc.shape) + 1
+
+
+def check_loc_scale(loc, scale, who):
+    """Raises a clear error unless `(loc, scale)` is a valid pair of shapes."""
+    loc_shape = tuple(loc.shape)
+    scale_shape = tuple(scale.shape)
+    ok = scale_shape == loc_shape or (
+        len(scale_shape) == len(loc_shape) + 1
+        and scale_shape[:-1] == loc_shape
+        and scale_shape[-1] in (loc_shape[-1], None)
+    )
+    if len(loc_shape) < 2:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"{who} expects `(loc, scale)` with loc of shape (batch, L) and "
+            "scale of shape (batch, L) (diagonal) or (batch, L, L) "
+            "(lower-triangular). Received: "
+            f"loc.shape={loc_shape}, scale.shape={scale_shape}"
+        )
+
+
+def gaussian_posterior(loc, scale):
+    """The TFP distribution for `(loc, scale)`: batch (B,), event (L,)."""
+    loc = tf.cast(loc, tf.float32)
+    scale = tf.cast(scale, tf.float32)
+    if is_full_covariance(loc, scale):
+        return tfd.MultivariateNormalTriL(loc=loc, scale_tril=scale)
+    return tfd.Independent(
+        tfd.Normal(loc=loc, scale=scale), reinterpreted_batch_ndims=1
+    )
+
+
+def reparameterize(loc, scale, eps):
+    """z = loc + scale * eps (or loc + scale @ eps), in float32.
+
+    `eps` may carry extra leading sample axes: shape (..., B, L).
+    """
+    loc = tf.cast(loc, tf.float32)
+    scale = tf.cast(scale, tf.float32)
+    if is_full_covariance(loc, scale):
+        return loc + tf.linalg.matvec(scale, eps)
+    return loc + scale * eps
