@@ -48,9 +48,10 @@ def gaussian_posterior(loc, scale):
     scale = tf.cast(scale, tf.float32)
     if is_full_covariance(loc, scale):
         return tfd.MultivariateNormalTriL(loc=loc, scale_tril=scale)
-    return tfd.Independent(
-        tfd.Normal(loc=loc, scale=scale), reinterpreted_batch_ndims=1
-    )
+    # MultivariateNormalDiag (not Independent(Normal)): TFP registers its
+    # analytic KL against every MultivariateNormalLinearOperator prior,
+    # full-covariance ones included.
+    return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
 
 
 def reparameterize(loc, scale, eps):

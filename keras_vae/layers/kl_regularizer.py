@@ -4,12 +4,14 @@ import keras
 import tensorflow as tf
 
 from keras_vae import _validation as v
+from keras_vae.layers._seed_state import SavesSeedState
 from keras_vae import priors as priors_lib
 from keras_vae.objectives.kl import (
     has_analytic_kl,
     kl_divergence,
     kl_per_dimension,
 )
+from keras_vae.random import standard_normal
 from keras_vae.posteriors import (
     check_loc_scale,
     gaussian_posterior,
@@ -18,7 +20,7 @@ from keras_vae.posteriors import (
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class KLRegularizer(keras.layers.Layer):
+class KLRegularizer(SavesSeedState, keras.layers.Layer):
     """Identity on `(loc, scale)` that adds β · KL(q(z|x) ‖ p(z)) as a loss.
 
     ```none
@@ -136,9 +138,7 @@ class KLRegularizer(keras.layers.Layer):
             gaussian_posterior(loc, scale), self.prior_distribution()
         ):
             # Sampled estimate: draw the z it is evaluated at with our seed.
-            eps = keras.random.normal(
-                tf.shape(loc), dtype="float32", seed=self.seed_generator
-            )
+            eps = standard_normal(tf.shape(loc), self.seed_generator)
             z = reparameterize(loc, scale, eps)
         self.add_loss(self.penalty(loc, scale, z))
         return loc, scale

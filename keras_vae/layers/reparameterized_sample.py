@@ -4,13 +4,15 @@ import keras
 import tensorflow as tf
 
 from keras_vae import _validation as v
+from keras_vae.layers._seed_state import SavesSeedState
 from keras_vae.posteriors import check_loc_scale, reparameterize
+from keras_vae.random import standard_normal
 
 INFERENCE_MODES = ("mean", "sample")
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class ReparameterizedSample(keras.layers.Layer):
+class ReparameterizedSample(SavesSeedState, keras.layers.Layer):
     """Draws z ~ q(z | x) = N(loc, Σ) by the reparameterisation trick.
 
     ```none
@@ -21,8 +23,9 @@ class ReparameterizedSample(keras.layers.Layer):
 
     Gradients flow to `loc` and `scale` through the deterministic map, which
     is what makes the Monte Carlo ELBO differentiable (Kingma & Welling,
-    2013). The noise comes from a `keras.random.SeedGenerator`, so a fixed
-    `seed` gives reproducible draws, also after `.keras` save/load.
+    2013). The noise is seeded by a `keras.random.SeedGenerator`, so a fixed
+    `seed` gives reproducible draws, also after `.keras` save/load, and the
+    same draws with and without XLA (see `keras_vae.random`).
 
     `VAEModel` uses `draw(loc, scale, num_samples)` to take K samples per
     example at once; the layer's `call` is what a plain Keras model sees.
@@ -86,9 +89,7 @@ class ReparameterizedSample(keras.layers.Layer):
         `k * B ... (k + 1) * B - 1` are the k-th draw for the whole batch.
         """
         shape = tf.concat([[num_samples], tf.shape(loc)], axis=0)
-        eps = keras.random.normal(
-            shape, dtype="float32", seed=self.seed_generator
-        )
+        eps = standard_normal(shape, self.seed_generator)
         z = reparameterize(loc, scale, eps)
         return tf.reshape(z, (-1, tf.shape(loc)[-1]))
 

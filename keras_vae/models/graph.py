@@ -116,9 +116,16 @@ def analyse(model):
             "needs exactly one (the likelihood parameters of the data)."
         )
     condition_index = _reachable_inputs(model.outputs, z, model_inputs)
+    conditions = [model_inputs[i] for i in condition_index]
+    # Building a model from the intermediate `z` makes Keras clone the graph
+    # nodes between its inputs and outputs, and (Keras 3.15) it re-points
+    # the `_keras_history` of real `keras.Input` tensors among them at the
+    # clone; the original model then fails to serialise ("could not find
+    # node key ..._ib-1"). Put their history back.
+    histories = [t._keras_history for t in conditions]
     decoder = keras.Model(
-        [z] + [model_inputs[i] for i in condition_index],
-        model.outputs[0],
-        name=f"{model.name}_decoder",
+        [z] + conditions, model.outputs[0], name=f"{model.name}_decoder"
     )
+    for t, history in zip(conditions, histories):
+        t._keras_history = history
     return VAEGraph(sampler, kl, encoder, decoder, condition_index)

@@ -50,13 +50,24 @@ def kl_divergence(q, p, z=None):
 def kl_per_dimension(q, p):
     """Per-example, per-dimension KL, shape (B, L), or None.
 
-    Defined when both q and p factorise over dimensions (Independent of
-    univariate distributions with an analytic pairwise KL), which is what
-    per-dimension free bits and active-unit diagnostics need.
+    Defined when both q and p factorise over dimensions (diagonal
+    Gaussians, or `Independent` univariate distributions with an analytic
+    pairwise KL), which is what per-dimension free bits and active-unit
+    diagnostics need.
     """
-    if not (isinstance(q, tfd.Independent) and isinstance(p, tfd.Independent)):
+    q_dims, p_dims = _factors(q), _factors(p)
+    if q_dims is None or p_dims is None:
         return None
     try:
-        return tfd.kl_divergence(q.distribution, p.distribution)
+        return tfd.kl_divergence(q_dims, p_dims)
     except NotImplementedError:
         return None
+
+
+def _factors(dist):
+    """The univariate factors of a factorised distribution, or None."""
+    if isinstance(dist, tfd.MultivariateNormalDiag):
+        return tfd.Normal(dist.loc, dist.stddev())
+    if isinstance(dist, tfd.Independent):
+        return dist.distribution
+    return None

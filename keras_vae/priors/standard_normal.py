@@ -26,7 +26,6 @@ class StandardNormal(Prior):
 
     def distribution(self, latent_dim):
         zeros = tf.zeros([latent_dim], tf.float32)
-        return tfd.Independent(
-            tfd.Normal(loc=zeros, scale=tf.ones_like(zeros)),
-            reinterpreted_batch_ndims=1,
+        return tfd.MultivariateNormalDiag(
+            loc=zeros, scale_diag=tf.ones_like(zeros)
         )

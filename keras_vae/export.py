@@ -1,0 +1,130 @@
+"""SavedModel export of a VAEModel for TF Serving.
+
+Signatures (each with named inputs and outputs and a dynamic batch axis):
+
+| signature | inputs | outputs |
+| --- | --- | --- |
+| `serving_default` | model inputs (`x`, or `x`, `condition_1`, ...) | `reconstruction` (likelihood mean at the posterior mean) |
+| `encode` | model inputs | `loc`, `scale` |
+| `decode` | `z` (+ conditions) | `params` (likelihood parameters), `mean` |
+| `sample` | `num_samples` (int32 scalar), `seed` (int32 scalar) (+ conditions, one row each) | `samples` |
+| `log_likelihood` | model inputs (+ `targets` for a conditional model) | `log_likelihood` (per example, importance-sampled with a fixed K) |
+
+The SavedModel needs only TensorFlow to load (`tf.saved_model.load`), not
+keras_vae. It is written to a temporary directory next to `path` and moved
+into place with one rename, so a crash mid-export never leaves a partial
+model where a server would load it.
+"""
+
+import os
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from keras_vae import _validation as v
+from keras_vae import objectives
+
+
+def _spec(tensor, name):
+    return tf.TensorSpec(
+        (None,) + tuple(tensor.shape[1:]), tensor.dtype, name=name
+    )
+
+
+def _input_names(model):
+    if len(model.inputs) == 1:
+        return ["x"]
+    return ["x"] + [f"input_{i}" for i in range(1, len(model.inputs))]
+
+
+def export_serving(model, path, log_likelihood_samples=100):
+    """Writes `model` (a compiled `VAEModel`) as a SavedModel at `path`.
+
+    Args:
+        model: a compiled `keras_vae.VAEModel`.
+        path: target directory. If it exists it is replaced atomically
+            (the old one is removed only after the new one is complete).
+        log_likelihood_samples: K of the `log_likelihood` signature.
+
+    Returns:
+        `path`.
+    """
+    k_ll = v.check_positive_int("log_likelihood_samples", log_likelihood_samples)
+    likelihood = model.likelihood
+    names = _input_names(model)
+    in_specs = [_spec(t, n) for t, n in zip(model.inputs, names)]
+    cond_idx = model._parts.graph.condition_index
+    z_spec = tf.TensorSpec((None, model.latent_dim), tf.float32, name="z")
+    cond_specs = [in_specs[i] for i in cond_idx]
+    target_spec = _spec(model.outputs[0], "targets")
+    single = len(in_specs) == 1
+
+    def as_inputs(args):
+        return args[0] if single else list(args)
+
+    def reconstruct(*args):
+        x = as_inputs(args)
+        loc, _ = model.encoder(x, training=False)
+        conds = [args[i] for i in cond_idx]
+        params = model.decoder([loc] + conds, training=False)
+        return {"reconstruction": likelihood.mean(params)}
+
+    def encode(*args):
+        loc, scale = model.encoder(as_inputs(args), training=False)
+        return {"loc": loc, "scale": scale}
+
+    def decode(z, *conds):
+        params = model.decoder([z] + list(conds), training=False)
+        return {"params": tf.cast(params, tf.float32),
+                "mean": likelihood.mean(params)}
+
+    def sample(num_samples, seed, *conds):
+        prior = model.kl_layer.prior_distribution()
+        z = prior.sample(num_samples, seed=tf.stack([seed, 0]))
+        conds = [
+            tf.repeat(c[:1], num_samples, axis=0) for c in conds
+        ]
+        params = model.decoder([z] + conds, training=False)
+        return {"samples": likelihood.mean(params)}
+
+    def log_likelihood(*args):
+        if len(in_specs) == 1:
+            x, y = args[0], args[0]
+        else:
+            x, y = list(args[:-1]), args[-1]
+        t = model._terms(x, y, k_ll, training=False, need_weights=True)
+        log_w = objectives.log_weights(t["log_px_z"], t["log_pz"], t["log_qz"])
+        return {"log_likelihood": objectives.iwae(log_w)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", reconstruct, in_specs)
+    archive.add_endpoint("encode", encode, in_specs)
+    archive.add_endpoint("decode", decode, [z_spec] + cond_specs)
+    archive.add_endpoint(
+        "sample", sample,
+        [tf.TensorSpec((), tf.int32, name="num_samples"),
+         tf.TensorSpec((), tf.int32, name="seed")] + cond_specs,
+    )
+    ll_specs = in_specs if single else in_specs + [target_spec]
+    archive.add_endpoint("log_likelihood", log_likelihood, ll_specs)
+
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        archive.write_out(tmp, verbose=False)
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(prefix=".replaced-", dir=parent)
+            os.rename(path, os.path.join(old, "model"))
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path

@@ -1,0 +1,31 @@
+"""Standard-normal noise that is identical with and without XLA.
+
+`keras.random.normal` (TensorFlow's stateless normal sampler) gives
+different numbers for the same seed inside and outside `jit_compile=True`:
+the raw Philox bits agree, but TF's kernel and XLA turn them into floats
+differently. A VAE's loss then depends on whether the step is compiled,
+and `fit` with and without XLA cannot be compared for the same seed.
+
+So the noise is made from the part that does agree, the raw Philox
+`uint32` bits (drawn with the seed of a `keras.random.SeedGenerator`), and
+mapped to N(0, 1) by the inverse normal CDF:
+
+```none
+u   = (bits >> 8 + 0.5) * 2^-24       in (0, 1), 24 bits (float32's mantissa)
+eps = ndtri(u)                        |eps| <= 5.4
+```
+"""
+
+import tensorflow as tf
+
+
+def standard_normal(shape, seed_generator):
+    """N(0, I) float32 noise of `shape`, seeded by `seed_generator`."""
+    seed = tf.cast(seed_generator.next(), tf.int64)
+    bits = tf.random.stateless_uniform(
+        shape, seed=seed, minval=None, maxval=None, dtype=tf.uint32,
+        alg="philox",
+    )
+    bits = tf.bitwise.right_shift(bits, tf.constant(8, tf.uint32))
+    u = (tf.cast(bits, tf.float32) + 0.5) * (2.0 ** -24)
+    return tf.math.ndtri(u)
