@@ -1,0 +1,129 @@
+"""export_serving: a SavedModel that TensorFlow alone can load and serve."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+import keras_vae
+from keras_vae.losses import BernoulliNLL
+from tests.models.conftest import binary_data, mlp_vae
+
+SIGNATURES = ["serving_default", "encode", "decode", "sample", "log_likelihood"]
+
+# Runs in a fresh interpreter that never imports keras_vae.
+SERVER = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+
+    path, x_path, out_path = sys.argv[1:4]
+    model = tf.saved_model.load(path)
+    sig = model.signatures
+    x = np.load(x_path)
+    out = {
+        "signatures": sorted(sig.keys()),
+        "reconstruction": sig["serving_default"](x=x)["reconstruction"],
+        "loc": sig["encode"](x=x)["loc"],
+        "scale": sig["encode"](x=x)["scale"],
+        "params": sig["decode"](z=sig["encode"](x=x)["loc"])["params"],
+        "samples": sig["sample"](num_samples=tf.constant(5),
+                                 seed=tf.constant(7))["samples"],
+        "log_likelihood": sig["log_likelihood"](x=x)["log_likelihood"],
+        "imported": sorted(m for m in sys.modules if m.startswith("keras_vae")),
+    }
+    json.dump({k: np.asarray(v).tolist() if not isinstance(v, list) else v
+               for k, v in out.items()}, open(out_path, "w"))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    tmp = tmp_path_factory.mktemp("export")
+    data = binary_data(256)
+    vae = mlp_vae(seed=3)
+    vae.compile(optimizer=keras.optimizers.Adam(3e-3), loss=BernoulliNLL())
+    vae.fit(data, batch_size=64, epochs=2, verbose=0)
+    state = vae.sampler.seed_generator.state.numpy()
+    path = vae.export_serving(tmp / "saved_model", log_likelihood_samples=50)
+    return vae, data[:16], path, state, tmp
+
+
+def test_signatures_match_the_model_in_a_process_without_keras_vae(exported):
+    vae, x, path, state, tmp = exported
+    np.save(tmp / "x.npy", x)
+    script = tmp / "server.py"
+    script.write_text(SERVER)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    subprocess.run(
+        [sys.executable, str(script), str(path), str(tmp / "x.npy"),
+         str(tmp / "out.json")],
+        check=True, env=env, cwd=str(tmp), timeout=300,
+    )
+    got = json.loads((tmp / "out.json").read_text())
+    assert got["imported"] == []
+    assert got["signatures"] == sorted(SIGNATURES)
+    tol = {"rtol": 1e-5, "atol": 1e-5}
+    np.testing.assert_allclose(got["reconstruction"], vae.reconstruct(x), **tol)
+    loc, scale = vae.encode(x)
+    np.testing.assert_allclose(got["loc"], loc, **tol)
+    np.testing.assert_allclose(got["scale"], scale, **tol)
+    np.testing.assert_allclose(got["params"], vae.decode(loc), **tol)
+    np.testing.assert_allclose(got["samples"], vae.sample(5, seed=7), **tol)
+    # Same noise state as at export time -> the same 50 draws per example.
+    vae.sampler.seed_generator.state.assign(state)
+    expected = vae.log_likelihood(x, num_samples=50, batch_size=len(x))
+    np.testing.assert_allclose(got["log_likelihood"], expected, rtol=1e-4)
+
+
+def test_saved_model_cli_lists_every_signature(exported):
+    _, _, path, _, _ = exported
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    if not os.path.exists(cli):
+        pytest.skip("saved_model_cli is not installed next to this Python")
+    out = subprocess.run(
+        [cli, "show", "--dir", str(path), "--all"],
+        check=True, capture_output=True, text=True, timeout=300,
+    ).stdout
+    for name in SIGNATURES:
+        assert f"signature_def['{name}']" in out
+    assert "inputs['x']" in out and "outputs['log_likelihood']" in out
+
+
+def test_export_replaces_an_existing_model_atomically(exported):
+    vae, _, path, _, tmp = exported
+    (tmp / "saved_model" / "marker").write_text("old")
+    vae.export_serving(path, log_likelihood_samples=5)
+    assert not (tmp / "saved_model" / "marker").exists()
+    leftovers = [p for p in os.listdir(tmp) if p.startswith(".")]
+    assert leftovers == []
+
+
+def test_conditional_model_exports_the_condition(tmp_path):
+    x_in, y_in = keras.Input((8,), name="x"), keras.Input((2,), name="label")
+    q = keras_vae.KLRegularizer()(keras_vae.GaussianEncoderHead(2)(x_in))
+    z = keras_vae.ReparameterizedSample()(q)
+    out = keras.layers.Dense(8)(keras.layers.Concatenate()([z, y_in]))
+    vae = keras_vae.VAEModel([x_in, y_in], out)
+    vae.compile(loss=BernoulliNLL())
+    import tensorflow as tf
+
+    path = vae.export_serving(tmp_path / "cvae", log_likelihood_samples=4)
+    sig = tf.saved_model.load(path).signatures
+    x = np.ones((3, 8), "float32")
+    y = np.eye(2, dtype="float32")[[0, 1, 1]]
+    assert sig["serving_default"](x=x, input_1=y)["reconstruction"].shape == (3, 8)
+    assert sig["decode"](z=np.zeros((3, 2), "float32"), input_1=y)["params"].shape == (3, 8)
+    samples = sig["sample"](num_samples=tf.constant(4), seed=tf.constant(1),
+                            input_1=y[:1])["samples"]
+    assert samples.shape == (4, 8)
+    ll = sig["log_likelihood"](x=x, input_1=y, targets=x)["log_likelihood"]
+    assert ll.shape == (3,) and np.all(np.isfinite(ll))
