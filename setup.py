@@ -26,7 +26,13 @@ setup(
         "numpy>=1.26",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100"],
+        # The test suite also smoke-runs the examples.
+        "test": [
+            "pytest>=8",
+            "hypothesis>=6.100",
+            "matplotlib>=3.8",
+            "scikit-learn>=1.4",
+        ],
         "examples": ["matplotlib>=3.8", "scikit-learn>=1.4"],
     },
     classifiers=[

@@ -14,14 +14,27 @@ mapped to N(0, 1) by the inverse normal CDF:
 u   = (bits >> 8 + 0.5) * 2^-24       in (0, 1), 24 bits (float32's mantissa)
 eps = ndtri(u)                        |eps| <= 5.4
 ```
+
+Under a multi-replica `tf.distribute` strategy each replica offsets the
+seed by its replica id, so replicas draw independent noise.
 """
 
 import tensorflow as tf
+
+# Offset of each replica's seed (the golden-ratio constant, so that streams
+# of replicas and of layers seeded with nearby integers do not collide).
+_REPLICA_STRIDE = 0x9E3779B9
 
 
 def standard_normal(shape, seed_generator):
     """N(0, I) float32 noise of `shape`, seeded by `seed_generator`."""
     seed = tf.cast(seed_generator.next(), tf.int64)
+    replica = tf.distribute.get_replica_context()
+    if replica is not None and replica.num_replicas_in_sync > 1:
+        # Every replica holds the same seed state: give each its own stream,
+        # or the replicas' halves of a batch would share their noise.
+        rid = tf.cast(replica.replica_id_in_sync_group, tf.int64)
+        seed = seed + tf.stack([rid * _REPLICA_STRIDE, tf.constant(0, tf.int64)])
     bits = tf.random.stateless_uniform(
         shape, seed=seed, minval=None, maxval=None, dtype=tf.uint32,
         alg="philox",

@@ -139,7 +139,9 @@ class VAEModel(keras.Model):
             objective: `"elbo"` (default) or `"iwae"`.
             num_samples: K, the samples of z per example in each step.
             jit_compile: XLA-compile the train/test steps (default True;
-                Keras turns it off under a `tf.distribute` strategy).
+                turned off when the model was built under a multi-replica
+                `tf.distribute` strategy, whose cross-device step XLA
+                cannot compile).
             **kwargs: other `keras.Model.compile` arguments
                 (`steps_per_execution`, `run_eagerly`, ...). `metrics` are
                 not supported: the model reports its own.
@@ -165,9 +167,18 @@ class VAEModel(keras.Model):
             "objective", objective, objectives.OBJECTIVES
         )
         self.num_samples = v.check_positive_int("num_samples", num_samples)
+        if jit_compile is True and self._replicas() > 1:
+            # XLA cannot compile the cross-device step of a multi-replica
+            # strategy (Keras wraps `strategy.run` in the jitted function and
+            # XLA refuses variables on other devices), so under a strategy the
+            # step runs as a plain tf.function graph.
+            jit_compile = False
         super().compile(
             optimizer=optimizer, loss=loss, jit_compile=jit_compile, **kwargs
         )
+
+    def _replicas(self):
+        return self.distribute_strategy.num_replicas_in_sync
 
     def get_compile_config(self):
         config = super().get_compile_config()
@@ -182,6 +193,18 @@ class VAEModel(keras.Model):
         self.compile(**config)
         if self.built:
             self.optimizer.build(self.trainable_variables)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+                     training=True):
+        # Not used by our train/test steps; Keras calls it when it builds
+        # the model symbolically (e.g. under a tf.distribute strategy), with
+        # y=None for data that is only `x`: the target is the input.
+        if y is None and x is not None:
+            y = self._default_target(x)
+        return super().compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+            training=training,
+        )
 
     # ------------------------------------------------------ core maths
     def _split_data(self, data):
