@@ -17,8 +17,10 @@ Contestants:
 2. a plain Keras VAE in the keras.io pattern (a `Sampling` layer and a
    `keras.Model` subclass whose `train_step` has a hand-written Bernoulli
    cross-entropy and analytic KL), without and with `jit_compile=True`;
-3. the machine's dense float32 matmul throughput (an XLA-compiled N x N
-   `tf.matmul`), as the ceiling the training steps are compared with.
+3. the machine's dense float32 matmul throughput (an N x N `tf.matmul`,
+   with XLA and with TensorFlow's own kernel; on CPU they use different
+   GEMM code), the better of which is the ceiling the steps are compared
+   with.
 
 Each (model, batch size) pair gets a fresh model, one warm-up epoch (tracing
 and compilation) and `--epochs` timed epochs; examples/s is computed from the
@@ -38,7 +40,7 @@ an on-device loop, logsumexp), and both estimates are printed as a check.
 Usage:
 
 ```none
-python benchmarks/throughput.py                 # default, ~3-4 min on 2 cores
+python benchmarks/throughput.py                 # default, ~1-2 min on 2 cores
 python benchmarks/throughput.py --quick         # smoke test, seconds
 python benchmarks/throughput.py --epochs 5 --batch-sizes 64 256 --output out.md
 ```
@@ -79,6 +81,9 @@ BACKWARD_OVER_FORWARD = 2          # backward FLOPs ~ 2 x forward FLOPs
 LL_BATCH_SIZE = 100                # examples per chunk (VAEModel's default)
 LL_SAMPLES_PER_CHUNK = 100         # hand-written loop: samples per iteration
 LL_SEED = 7
+
+BUSY_LOAD_PER_CORE = 0.25          # 1-min load per core above which we warn
+BUSY_SHARE = 0.05                  # others' share of the CPU above which we warn
 
 DEFAULTS = {
     "epochs": 3,
@@ -130,6 +135,61 @@ def machine_info():
         f"keras {keras.__version__}, keras_vae {keras_vae.__version__}",
         f"platform: {platform.platform()}",
     ]
+
+
+def _machine_busy_seconds():
+    """CPU seconds all processes have spent busy since boot (Linux), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuWatch:
+    """How much of the machine other processes used while we measured.
+
+    Our timings are only meaningful if we had the cores to ourselves; this
+    reports (machine busy CPU - our CPU) / (wall time x cores).
+    """
+
+    def __init__(self):
+        self._start = self._now()
+        self._end = None
+
+    @staticmethod
+    def _now():
+        return time.perf_counter(), _machine_busy_seconds(), _own_cpu_seconds()
+
+    def stop(self):
+        self._end = self._now()
+        return self
+
+    def others_share(self):
+        wall0, busy0, own0 = self._start
+        wall1, busy1, own1 = self._end or self._now()
+        if busy0 is None or busy1 is None:
+            return None
+        others = (busy1 - busy0) - (own1 - own0)
+        return max(0.0, others) / ((wall1 - wall0) * (os.cpu_count() or 1))
+
+
+def others_line(what, watch):
+    share = watch.others_share()
+    if share is None:
+        return f"other processes' CPU during {what}: unknown"
+    line = (f"other processes used {100 * share:.0f}% of the machine's CPU "
+            f"during {what}")
+    if share > BUSY_SHARE:
+        line += " -- timings are noisy"
+    return line
 
 
 def peak_rss_mib():
@@ -338,45 +398,82 @@ class TrainResult:
     final_loss: float
 
 
-def time_training(name, jit_compile, x, batch_size, epochs):
-    """Fresh model, one warm-up epoch, `epochs` timed ones; returns result."""
-    keras.utils.set_random_seed(MODEL_SEED)
-    model = BUILDERS[name](jit_compile)
-    counter = count_traces(model)
-    timer = EpochTimer()
-    history = model.fit(
-        make_dataset(x, batch_size), epochs=1 + epochs, callbacks=[timer],
-        shuffle=False, verbose=0,  # the pipeline decides the order
-    )
+@dataclasses.dataclass
+class _Run:
+    name: str
+    jit_compile: bool
+    model: keras.Model
+    traces: dict
+    timer: EpochTimer
+    loss: float = float("nan")
+
+
+def time_training(x, batch_size, epochs):
+    """All VARIANTS at one batch size; returns (results, trained models).
+
+    Every variant gets a fresh model (same seed), one warm-up epoch, then
+    `epochs` timed `fit(epochs=1)` calls. The variants take turns epoch by
+    epoch, so a change in machine load (other processes) is spread over
+    all of them instead of penalising whichever runs last.
+    """
+    dataset = make_dataset(x, batch_size)
+    runs = []
+    for name, jit in VARIANTS:
+        keras.utils.set_random_seed(MODEL_SEED)
+        model = BUILDERS[name](jit)
+        runs.append(_Run(name, jit, model, count_traces(model), EpochTimer()))
+    for _ in range(1 + epochs):
+        for run in runs:
+            history = run.model.fit(
+                dataset, epochs=1, callbacks=[run.timer],
+                shuffle=False, verbose=0,  # the pipeline decides the order
+            )
+            run.loss = float(history.history["loss"][-1])
     steps = len(x) // batch_size
-    epoch_s = statistics.median(timer.times[1:])
-    examples_per_s = steps * batch_size / epoch_s
-    return model, TrainResult(
-        model=name,
-        jit_compile=jit_compile,
-        batch_size=batch_size,
-        warmup_s=timer.times[0],
-        epoch_s=epoch_s,
-        examples_per_s=examples_per_s,
-        gflops=steps * train_step_flops(batch_size) / epoch_s / 1e9,
-        traces=counter["traces"],
-        final_loss=float(history.history["loss"][-1]),
-    )
+    results = []
+    for run in runs:
+        epoch_s = statistics.median(run.timer.times[1:])
+        results.append(TrainResult(
+            model=run.name,
+            jit_compile=run.jit_compile,
+            batch_size=batch_size,
+            warmup_s=run.timer.times[0],
+            epoch_s=epoch_s,
+            examples_per_s=steps * batch_size / epoch_s,
+            gflops=steps * train_step_flops(batch_size) / epoch_s / 1e9,
+            traces=run.traces["traces"],
+            final_loss=run.loss,
+        ))
+    return results, {(r.name, r.jit_compile): r.model for r in runs}
 
 
 # ------------------------------------------------------------------- matmul
-def matmul_gflops(size, repeats):
-    """Median GFLOP/s of an XLA-compiled float32 size x size matmul."""
+def matmul_gflops(size, repeats, jit_compile):
+    """GFLOP/s of a float32 size x size `tf.matmul`, fastest of `repeats`.
+
+    The fastest repeat, not the median: this is the ceiling the training
+    steps are compared with, i.e. what the machine can do when nothing else
+    competes for the cores.
+    """
     a = tf.random.stateless_normal((size, size), seed=(DATA_SEED, 1))
     b = tf.random.stateless_normal((size, size), seed=(DATA_SEED, 2))
-    matmul = tf.function(tf.linalg.matmul, jit_compile=True)
-    matmul(a, b).numpy()  # compile
+    matmul = tf.function(tf.linalg.matmul, jit_compile=jit_compile)
+    matmul(a, b).numpy()  # trace / compile
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         matmul(a, b).numpy()  # the whole product: XLA cannot slice it away
         times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times) / 1e9
+    return 2 * size**3 / min(times) / 1e9
+
+
+def matmul_ceiling(size, repeats):
+    """{"XLA": GFLOP/s, "TF": GFLOP/s}. On CPU the two use different GEMM
+    kernels (XLA's own vs oneDNN/Eigen), so the ceiling is the larger."""
+    return {
+        "XLA": matmul_gflops(size, repeats, jit_compile=True),
+        "TF": matmul_gflops(size, repeats, jit_compile=False),
+    }
 
 
 # ------------------------------------------------------- log-likelihood
@@ -430,7 +527,7 @@ def handwritten_log_likelihood_fn(vae, num_samples):
 
 def handwritten_log_likelihood(fn, x, batch_size=LL_BATCH_SIZE):
     out = [
-        fn(tf.constant(x[s:s + batch_size]), tf.constant(LL_SEED)).numpy()
+        fn(tf.constant(x[s:s + batch_size]), tf.constant(LL_SEED + s)).numpy()
         for s in range(0, len(x), batch_size)
     ]
     return np.concatenate(out)
@@ -440,7 +537,8 @@ def handwritten_log_likelihood(fn, x, batch_size=LL_BATCH_SIZE):
 class LLResult:
     name: str
     seconds: float
-    mean_log_px: float
+    mean_log_px: float     # over the finite estimates
+    non_finite: int        # estimates that are nan or inf
     gflops: float
 
 
@@ -453,6 +551,7 @@ def time_call(fn, warmup_args, args):
 
 
 def time_log_likelihoods(vae, x, num_samples):
+    """VAEModel.log_likelihood vs the hand-written XLA loop, same weights."""
     flops = log_likelihood_flops(len(x), num_samples)
     warm = x[:LL_BATCH_SIZE]
 
@@ -470,9 +569,15 @@ def time_log_likelihoods(vae, x, num_samples):
     for name, call in (("VAEModel.log_likelihood", ours),
                        ("hand-written XLA loop", handwritten)):
         seconds, values = time_call(call, (warm,), (x,))
-        results.append(
-            LLResult(name, seconds, float(np.mean(values)), flops / seconds / 1e9)
-        )
+        values = np.asarray(values)
+        finite = np.isfinite(values)
+        results.append(LLResult(
+            name=name,
+            seconds=seconds,
+            mean_log_px=float(np.mean(values[finite])) if finite.any() else np.nan,
+            non_finite=int(np.sum(~finite)),
+            gflops=flops / seconds / 1e9,
+        ))
     return results
 
 
@@ -481,7 +586,7 @@ def variant_label(model, jit_compile):
     return f"{model} ({'XLA' if jit_compile else 'no XLA'})"
 
 
-def training_table(results, peak_gflops):
+def training_table(results, ceiling):
     lines = [
         "| model | batch | warm-up epoch (s) | median epoch (s) | examples/s "
         "| train GFLOP/s | % of matmul | traces | final loss |",
@@ -491,9 +596,19 @@ def training_table(results, peak_gflops):
         lines.append(
             f"| {variant_label(r.model, r.jit_compile)} | {r.batch_size} "
             f"| {r.warmup_s:.2f} | {r.epoch_s:.3f} | {r.examples_per_s:,.0f} "
-            f"| {r.gflops:.1f} | {100 * r.gflops / peak_gflops:.1f}% "
+            f"| {r.gflops:.1f} | {100 * r.gflops / ceiling:.1f}% "
             f"| {r.traces} | {r.final_loss:.2f} |"
         )
+    lines += [
+        "",
+        "% of matmul: of the better of the XLA and TF matmul rates. "
+        "final loss: training loss of the last epoch, a check that each "
+        "model trains (the two parameterise the posterior scale "
+        "differently, softplus vs exp(log_var / 2)). traces: "
+        "times the train step was traced; 2 is the normal count (TensorFlow "
+        "traces a tf.function again when its first trace created variables, "
+        "here Adam's slots), more would mean retracing.",
+    ]
     return lines
 
 
@@ -504,13 +619,9 @@ def find(results, variant, batch_size):
     return None
 
 
-def ratio_lines(results, peak_gflops):
+def ratio_lines(results, matmul):
     lines = []
-    pairs = (
-        (VAE_XLA, PLAIN_XLA),
-        (VAE_XLA, PLAIN_NO_XLA),
-    )
-    for num, den in pairs:
+    for num, den in ((VAE_XLA, PLAIN_XLA), (VAE_XLA, PLAIN_NO_XLA)):
         a, b = find(results, num, RATIO_BATCH), find(results, den, RATIO_BATCH)
         if a and b:
             lines.append(
@@ -519,26 +630,31 @@ def ratio_lines(results, peak_gflops):
             )
     a = find(results, VAE_XLA, FRACTION_BATCH)
     if a:
+        parts = ", ".join(
+            f"{100 * a.gflops / rate:.0f}% of the {kind} matmul "
+            f"({rate:.1f} GFLOP/s)" for kind, rate in matmul.items()
+        )
         lines.append(
             f"- {variant_label(*VAE_XLA)} at batch {FRACTION_BATCH}: "
-            f"{a.gflops:.1f} GFLOP/s = {100 * a.gflops / peak_gflops:.1f}% of "
-            f"matmul ({peak_gflops:.1f} GFLOP/s)"
+            f"{a.gflops:.1f} GFLOP/s = {parts}"
         )
     return lines
 
 
 def log_likelihood_lines(results, num_examples, num_samples):
     lines = [
-        f"log p(x), {num_examples} examples x K={num_samples} samples, "
-        f"{LL_BATCH_SIZE} examples per call (timed after a warm-up call):",
+        f"log p(x): {num_examples} examples x K={num_samples} importance "
+        f"samples, {LL_BATCH_SIZE} examples per call, same trained weights "
+        "(timed after a warm-up call that compiles every shape):",
         "",
-        "| method | seconds | examples/s | forward GFLOP/s | mean log p(x) |",
-        "|---|---:|---:|---:|---:|",
+        "| method | seconds | examples/s | forward GFLOP/s | mean log p(x) "
+        "| non-finite |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {r.name} | {r.seconds:.2f} | {num_examples / r.seconds:,.0f} "
-            f"| {r.gflops:.1f} | {r.mean_log_px:.2f} |"
+            f"| {r.name} | {r.seconds:.2f} | {num_examples / r.seconds:,.1f} "
+            f"| {r.gflops:.1f} | {r.mean_log_px:.2f} | {r.non_finite} |"
         )
     ours, hand = results
     lines += ["", f"- VAEModel.log_likelihood / hand-written time: "
@@ -549,14 +665,31 @@ def log_likelihood_lines(results, num_examples, num_samples):
 def flops_lines(batch_sizes):
     per_example = train_step_flops(1)
     return [
-        "Train-step FLOPs = (1 + 2) x sum_Dense 2*B*in*out "
-        f"(forward + backward ~ 2x forward) = {per_example / 1e6:.2f} MFLOP "
-        "per example; Dense (in, out): "
+        f"Train-step FLOPs = (1 + {BACKWARD_OVER_FORWARD}) x sum over Dense "
+        "of 2*B*in*out (forward + backward ~ 2x forward) = "
+        f"{per_example / 1e6:.2f} MFLOP per example; Dense (in x out): "
         + ", ".join(f"{i}x{o}" for i, o in dense_shapes()),
     ] + [
-        f"  batch {b}: {train_step_flops(b) / 1e9:.3f} GFLOP per step"
+        f"- batch {b}: {train_step_flops(b) / 1e9:.3f} GFLOP per step"
         for b in batch_sizes
     ]
+
+
+def load_average():
+    try:
+        return os.getloadavg()
+    except OSError:
+        return None
+
+
+def load_line(suffix=""):
+    load = load_average()
+    if load is None:
+        return "load average: unavailable"
+    line = "load average (1/5/15 min): " + " ".join(f"{v:.2f}" for v in load)
+    if load[0] > BUSY_LOAD_PER_CORE * (os.cpu_count() or 1):
+        line += " -- the machine is busy: timings are noisy"
+    return line + suffix
 
 
 # --------------------------------------------------------------------- main
@@ -582,53 +715,83 @@ def parse_args(argv):
     return args
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    wall_start = time.perf_counter()
-    report = ["# keras_vae throughput", ""] + [f"- {l}" for l in machine_info()]
-    print("\n".join(report), flush=True)
+@dataclasses.dataclass
+class Measurements:
+    matmul: dict           # {"XLA": GFLOP/s, "TF": GFLOP/s}
+    training: list         # TrainResult per (variant, batch size)
+    log_likelihood: list   # LLResult: VAEModel, hand-written
+    ll_examples: int
+    watches: list          # (what, CpuWatch) for each phase
 
-    peak = matmul_gflops(args.matmul_size, args.matmul_repeats)
-    print(f"matmul {args.matmul_size}x{args.matmul_size} float32 (XLA): "
-          f"{peak:.1f} GFLOP/s", flush=True)
+
+def measure(args):
+    """Runs every benchmark, printing progress; returns the Measurements."""
+    run_watch, watch = CpuWatch(), CpuWatch()
+    matmul = matmul_ceiling(args.matmul_size, args.matmul_repeats)
+    watches = [("the matmul", watch.stop())]
+    print("matmul: " + ", ".join(f"{k} {v:.1f} GFLOP/s"
+                                 for k, v in matmul.items()), flush=True)
 
     x = synthetic_binary_data(args.examples)
-    results, trained_vae = [], None
+    training, trained_vae = [], None
     for batch_size in args.batch_sizes:
-        for name, jit in VARIANTS:
-            model, result = time_training(name, jit, x, batch_size, args.epochs)
-            results.append(result)
-            print(f"  {variant_label(name, jit)}, batch {batch_size}: "
-                  f"{result.examples_per_s:,.0f} examples/s", flush=True)
-            if (name, jit) == VAE_XLA:
-                trained_vae = model
+        watch = CpuWatch()
+        results, models = time_training(x, batch_size, args.epochs)
+        watches.append((f"training at batch {batch_size}", watch.stop()))
+        training += results
+        trained_vae = models[VAE_XLA]
+        for r in results:
+            print(f"  {variant_label(r.model, r.jit_compile)}, batch "
+                  f"{batch_size}: {r.examples_per_s:,.0f} examples/s", flush=True)
 
-    ll = time_log_likelihoods(
-        trained_vae, x[:args.ll_examples], args.ll_samples
-    )
+    ll_x = x[:args.ll_examples]
+    watch = CpuWatch()
+    ll = time_log_likelihoods(trained_vae, ll_x, args.ll_samples)
+    watches += [("the log p(x) timing", watch.stop()),
+                ("the whole run", run_watch.stop())]
+    return Measurements(matmul, training, ll, len(ll_x), watches)
 
-    report += [
+
+def report_body(args, m, run_seconds):
+    """The markdown lines after the machine header."""
+    return [
         "",
-        f"{args.examples} examples x {INPUT_DIM}, 1 warm-up + {args.epochs} "
-        f"timed epochs, median epoch; matmul {args.matmul_size}^3 XLA: "
-        f"{peak:.1f} GFLOP/s",
+        f"Data: {args.examples} synthetic binary examples x {INPUT_DIM} "
+        f"(seed {DATA_SEED}); 1 warm-up + {args.epochs} timed epochs per "
+        "model, variants interleaved epoch by epoch; median epoch. Matmul "
+        f"{args.matmul_size}x{args.matmul_size} float32, best of "
+        f"{args.matmul_repeats}: "
+        + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in m.matmul.items()) + ".",
         "",
-        *training_table(results, peak),
+        *training_table(m.training, max(m.matmul.values())),
         "",
         *flops_lines(args.batch_sizes),
         "",
-        *ratio_lines(results, peak),
+        "Ratios:",
         "",
-        *log_likelihood_lines(ll, args.ll_examples, args.ll_samples),
+        *ratio_lines(m.training, m.matmul),
+        "",
+        *log_likelihood_lines(m.log_likelihood, m.ll_examples, args.ll_samples),
         "",
         f"- peak RSS: {peak_rss_mib():.0f} MiB",
-        f"- total run time: {time.perf_counter() - wall_start:.0f} s",
+        *[f"- {others_line(what, w)}" for what, w in m.watches],
+        f"- total run time: {run_seconds:.0f} s",
     ]
-    text = "\n".join(report)
-    print("\n" + "\n".join(report[len(machine_info()) + 2:]))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.perf_counter()
+    header = ["# keras_vae throughput", ""] + [
+        f"- {line}" for line in machine_info() + [load_line(" (at the start)")]
+    ]
+    print("\n".join(header), flush=True)
+    measurements = measure(args)
+    body = report_body(args, measurements, time.perf_counter() - start)
+    print("\n".join(body))
     if args.output:
         with open(args.output, "w") as f:
-            f.write(text + "\n")
+            f.write("\n".join(header + body) + "\n")
     return 0
 
 

@@ -6,26 +6,26 @@ The model is the one of the package's user story: a Dense encoder
 trained by `keras_vae.VAEModel` (XLA on) with the ELBO or the IWAE bound on a
 shuffled, batched, prefetched `tf.data` pipeline.
 
-Data, first that can be had:
+Data, the first that can be had:
   1. `--data FILE.npz` when given (keys `x_train`, `x_test`, optionally
      `y_train`, `y_test`: the layout of Keras' `mnist.npz`);
-  2. MNIST via `keras.datasets.mnist.load_data()` (cached in
-     ~/.keras/datasets/mnist.npz, or downloaded with a short timeout);
-  3. scikit-learn's bundled 8x8 digits (no download), 80/20 split.
+  2. MNIST via `keras.datasets.mnist.load_data()` (from the cache
+     ~/.keras/datasets/mnist.npz, else downloaded with a short timeout);
+  3. scikit-learn's bundled 8x8 digits (no download), a seeded 80/20 split.
 Grey levels are scaled to [0, 1] and binarized once with a fixed seed:
-stochastically (pixel ~ Bernoulli(grey level), the usual setting for
-log-likelihoods in nats) or with `--binarize threshold` (grey > 0.5).
+stochastically by default (pixel ~ Bernoulli(grey level), the usual setting
+for log-likelihoods in nats), or `--binarize threshold` (grey > 0.5).
 
-It prints one line per epoch (loss, elbo, reconstruction, kl and their
-`val_` counterparts on the test set), the training time and examples/s,
-then the test-set importance-sampled log-likelihood (K = --num-samples) and
-the test ELBO, and writes to --out: samples.png, reconstructions.png,
-interpolation.png, results.json, vae.keras and saved_model/ (a TF Serving
-SavedModel; skip with --no-export). An interrupted run resumes from
---out/backup when started again with the same --out.
+It prints one line per epoch (loss, elbo, reconstruction, kl, and the same
+on the test set as val_*), the training time and examples/s, then the test
+importance-sampled log-likelihood (K = --num-samples) and test ELBO in nats,
+and writes to --out: samples.png, reconstructions.png, interpolation.png,
+results.json, vae.keras and saved_model/ (a SavedModel for TF Serving; skip
+it with --no-export). An interrupted run resumes from --out/backup when
+started again with the same --out.
 
-Run (from the repository root):
-    python examples/mnist_vae.py                    # default run
+Run from the repository root:
+    python examples/mnist_vae.py                     # ~1-2 min on digits
     python examples/mnist_vae.py --quick --out /tmp/vae_smoke
     python examples/mnist_vae.py --objective iwae --k 5 --epochs 50
 """
@@ -34,11 +34,13 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
 import socket
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quieter TensorFlow
 
+import h5py  # noqa: E402
 import keras  # noqa: E402
 import matplotlib  # noqa: E402
 import numpy as np  # noqa: E402
@@ -49,84 +51,84 @@ import keras_vae  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-# Epochs when --epochs is not given: ~1-2 min on 2 CPU cores for the digits.
-DEFAULT_EPOCHS = {"mnist": 30, "digits": 300}
-QUICK_EPOCHS = 2
-QUICK_TEST_EXAMPLES = 100
-QUICK_NUM_SAMPLES = 50
+# Default epochs. Digits (15 steps/epoch): ~1 min on 2 CPU cores, the test
+# ELBO stops improving by then. MNIST (600 steps/epoch): a usual budget.
+DEFAULT_EPOCHS = {"mnist": 30, "npz": 30, "digits": 150}
+QUICK_EPOCHS, QUICK_TEST_EXAMPLES, QUICK_NUM_SAMPLES = 2, 100, 50
 DOWNLOAD_TIMEOUT_S = 15
 DIGITS_TEST_FRACTION = 0.2
 THRESHOLD = 0.5
-NUM_GRID_SAMPLES = 64
-NUM_RECONSTRUCTIONS = 32
-GRID_COLUMNS = 8
-NUM_INTERPOLATION_PAIRS = 8
-INTERPOLATION_STEPS = 10
+NUM_GRID_SAMPLES, NUM_RECONSTRUCTIONS, GRID_COLUMNS = 64, 32, 8
+NUM_INTERPOLATION_PAIRS, INTERPOLATION_STEPS = 8, 10
+GRID_PAD, GRID_PAD_GREY = 1, 0.25  # pixels between tiles, their grey level
+
+
+def positive_int(text):
+    if int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"expected an int > 0, got {text}")
+    return int(text)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--epochs", type=int, default=None,
-                   help="training epochs (default: %s by dataset)"
-                   % DEFAULT_EPOCHS)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--latent-dim", type=int, default=32)
-    p.add_argument("--hidden", type=int, nargs="+", default=[512, 256],
-                   help="encoder layer sizes; the decoder mirrors them")
-    p.add_argument("--objective", choices=("elbo", "iwae"), default="elbo")
-    p.add_argument("--k", type=int, default=1,
-                   help="samples of z per example in each training step")
-    p.add_argument("--num-samples", type=int, default=1000,
-                   help="importance samples K for the test log-likelihood")
-    p.add_argument("--test-examples", type=int, default=None,
-                   help="evaluate on the first N test examples (default all)")
-    p.add_argument("--binarize", choices=("stochastic", "threshold"),
-                   default="stochastic")
-    p.add_argument("--data", type=pathlib.Path, default=None,
-                   help="local .npz with x_train, x_test (mnist.npz layout)")
-    p.add_argument("--out", type=pathlib.Path,
-                   default=pathlib.Path("outputs/mnist_vae"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-export", action="store_true",
-                   help="do not write the SavedModel")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke test: %d epochs, %d test examples, K=%d"
-                   % (QUICK_EPOCHS, QUICK_TEST_EXAMPLES, QUICK_NUM_SAMPLES))
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = p.add_argument
+    add("--epochs", type=positive_int, help="training epochs (default: "
+        "%(mnist)d on MNIST or --data, %(digits)d on digits)"
+        % DEFAULT_EPOCHS)
+    add("--batch-size", type=positive_int, default=100,
+        help="examples per step (default: %(default)s)")
+    add("--learning-rate", type=float, default=1e-3,
+        help="Adam learning rate (default: %(default)s)")
+    add("--latent-dim", type=positive_int, default=32,
+        help="dimension of z (default: %(default)s)")
+    add("--hidden", type=positive_int, nargs="+", default=[512, 256],
+        help="encoder layer sizes, mirrored by the decoder (default: 512 256)")
+    add("--objective", choices=("elbo", "iwae"), default="elbo",
+        help="training objective (default: %(default)s)")
+    add("--k", type=positive_int, default=1,
+        help="samples of z per example per training step (default: 1)")
+    add("--num-samples", type=positive_int, default=1000,
+        help="importance samples K for the test log-likelihood "
+        "(default: %(default)s)")
+    add("--test-examples", type=positive_int,
+        help="evaluate on the first N test examples only (default: all)")
+    add("--binarize", choices=("stochastic", "threshold"),
+        default="stochastic", help="pixel ~ Bernoulli(grey), seeded, or "
+        f"grey > {THRESHOLD} (default: %(default)s)")
+    add("--data", type=pathlib.Path, help="local .npz with x_train, x_test "
+        "(mnist.npz layout), used instead of MNIST")
+    add("--out", type=pathlib.Path, default=pathlib.Path("outputs/mnist_vae"),
+        help="output directory (default: %(default)s)")
+    add("--seed", type=int, default=0, help="seed of the split, "
+        "binarization, shuffling, weights and noise (default: 0)")
+    add("--no-export", action="store_true", help="skip the SavedModel")
+    add("--quick", action="store_true", help=f"smoke test: {QUICK_EPOCHS} "
+        f"epochs, {QUICK_TEST_EXAMPLES} test examples, K <= "
+        f"{QUICK_NUM_SAMPLES}")
     return p.parse_args(argv)
 
 
 # ------------------------------------------------------------------ data
 def _load_mnist():
-    """MNIST from the Keras cache, or downloaded; raises if unavailable."""
+    """MNIST from the Keras cache or downloaded; raises if unavailable."""
     cached = pathlib.Path.home() / ".keras" / "datasets" / "mnist.npz"
-    if cached.exists():
-        return keras.datasets.mnist.load_data(), "MNIST (Keras cache)"
+    why = "MNIST (Keras cache)" if cached.exists() else "MNIST (downloaded)"
     old_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # fail fast when offline
     try:
-        return keras.datasets.mnist.load_data(), "MNIST (downloaded)"
+        (x_train, _), (x_test, _) = keras.datasets.mnist.load_data()
     finally:
         socket.setdefaulttimeout(old_timeout)
-
-
-def _load_npz(path):
-    with np.load(path) as f:
-        return (f["x_train"], None), (f["x_test"], None)
+    return x_train, x_test, why
 
 
 def _load_digits(seed):
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    digits = load_digits()
-    x_train, x_test = train_test_split(
-        digits.data / digits.data.max(), test_size=DIGITS_TEST_FRACTION,
-        random_state=seed)
-    return (x_train, None), (x_test, None)
+    x = load_digits().data / 16.0  # grey levels 0..16
+    return train_test_split(x, test_size=DIGITS_TEST_FRACTION,
+                            random_state=seed)
 
 
 def _to_unit_binary(x, method, rng):
@@ -140,40 +142,26 @@ def _to_unit_binary(x, method, rng):
 
 
 def load_data(data_path, binarize, seed):
-    """Returns (name, x_train, x_test) binarized, and prints the choice."""
+    """Returns (name, x_train, x_test), binarized; prints what was used."""
     if data_path is not None:
-        (x_train, _), (x_test, _) = _load_npz(data_path)
+        with np.load(data_path) as f:
+            x_train, x_test = f["x_train"], f["x_test"]
         name, why = "npz", f"--data {data_path}"
     else:
         try:
-            ((x_train, _), (x_test, _)), why = _load_mnist()
+            x_train, x_test, why = _load_mnist()
             name = "mnist"
         except Exception as e:  # no network, proxy, corrupt cache, ...
-            (x_train, _), (x_test, _) = _load_digits(seed)
-            name = "digits"
-            why = (f"MNIST unavailable ({type(e).__name__}: "
-                   f"{str(e)[:80]}): using scikit-learn digits 8x8")
+            x_train, x_test = _load_digits(seed)
+            reason = str(e).rsplit(" -- ", 1)[-1][:80]
+            name, why = "digits", (f"MNIST unavailable ({reason}): using "
+                                   "scikit-learn digits 8x8")
     rng = np.random.default_rng(seed)
     x_train = _to_unit_binary(x_train, binarize, rng)
     x_test = _to_unit_binary(x_test, binarize, rng)
     print(f"Data: {why}, {len(x_train)} train / {len(x_test)} test, "
-          f"{x_train.shape[1]} pixels, {binarize} binarization "
-          f"(seed {seed})")
+          f"{x_train.shape[1]} pixels, {binarize} binarization (seed {seed})")
     return name, x_train, x_test
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Records the wall time of each epoch (the first includes XLA
-    compilation)."""
-
-    def on_train_begin(self, logs=None):
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
 
 
 def make_dataset(x, batch_size, seed, shuffle):
@@ -200,23 +188,93 @@ def build_vae(input_dim, hidden, latent_dim, seed):
     return keras_vae.VAEModel(x_in, logits, name="mnist_vae")
 
 
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time of each epoch (the first one includes XLA compilation)."""
+
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+
+def discard_broken_backup(backup_dir):
+    """Keras writes the backup in place: a run killed mid-write leaves a
+    truncated file on which `fit` would fail. Start afresh then."""
+    weights = backup_dir / "latest.weights.h5"
+    if weights.exists() and not h5py.is_hdf5(weights):
+        print(f"Warning: {weights} is incomplete; not resuming from it.")
+        shutil.rmtree(backup_dir)
+
+
+def check_finite(what, values):
+    """Stops with a clear message instead of reporting NaN results."""
+    bad = int(np.sum(~np.isfinite(values)))
+    if bad:
+        raise SystemExit(f"Error: {what} is not finite ({bad} of "
+                         f"{np.size(values)} values are NaN/inf).")
+
+
+def train(vae, x_train, x_test, epochs, args):
+    """Fits, resumably; returns (epochs run, seconds, examples/s)."""
+    backup = args.out / "backup"
+    discard_broken_backup(backup)
+    timer = EpochTimer()
+    callbacks = [keras.callbacks.TerminateOnNaN(),
+                 keras.callbacks.BackupAndRestore(str(backup)), timer]
+    print(f"Training {epochs} epochs: objective={args.objective}, "
+          f"k={args.k}, batch {args.batch_size}, latent {args.latent_dim}, "
+          f"hidden {args.hidden}, XLA on")
+    start = time.perf_counter()
+    history = vae.fit(
+        make_dataset(x_train, args.batch_size, args.seed, shuffle=True),
+        validation_data=make_dataset(x_test, args.batch_size, args.seed,
+                                     shuffle=False),
+        epochs=epochs, callbacks=callbacks, verbose=2,
+        shuffle=False)  # the pipeline shuffles; fit cannot shuffle a dataset
+    seconds = time.perf_counter() - start
+    epochs_run = len(history.epoch)  # fewer when resumed from a backup
+    check_finite(f"the training loss (epoch {history.epoch[-1] + 1})",
+                 history.history["loss"][-1])
+    steady = timer.times[1:] or timer.times  # without XLA compilation
+    per_second = len(x_train) * len(steady) / sum(steady)
+    print(f"Trained {epochs_run} epochs in {seconds:.1f} s (first epoch "
+          f"{timer.times[0]:.1f} s with XLA compilation), "
+          f"{per_second:,.0f} training examples/s after it")
+    return epochs_run, seconds, per_second
+
+
+def evaluate(vae, x_test, num_samples):
+    """Mean test log p(x) (importance sampled, K = num_samples) and ELBO."""
+    log_px = vae.log_likelihood(x_test, num_samples=num_samples)
+    elbo = vae.elbo(x_test, num_samples=1)
+    check_finite("the test log-likelihood", log_px)
+    check_finite("the test ELBO", elbo)
+    log_px, elbo = float(np.mean(log_px)), float(np.mean(elbo))
+    print(f"Test log-likelihood (K={num_samples}): {log_px:.2f} nats, "
+          f"test ELBO: {elbo:.2f} nats, gap: {log_px - elbo:.2f} nats "
+          f"({len(x_test)} test examples)")
+    return log_px, elbo
+
+
 # ---------------------------------------------------------------- images
-def save_grid(images, path, ncols, title=None):
-    """Tiles flat square images (N, side*side) into one PNG."""
+def save_grid(images, path, ncols, title):
+    """Tiles flat square images (N, side * side) in [0, 1] into one PNG."""
     side = int(round(np.sqrt(images.shape[1])))
     nrows = -(-len(images) // ncols)
-    pad = 1
-    canvas = np.ones((nrows * (side + pad) + pad, ncols * (side + pad) + pad))
+    step = side + GRID_PAD
+    canvas = np.full((nrows * step + GRID_PAD, ncols * step + GRID_PAD),
+                     GRID_PAD_GREY)
     for i, img in enumerate(images):
-        r, c = divmod(i, ncols)
-        top, left = pad + r * (side + pad), pad + c * (side + pad)
+        top, left = (GRID_PAD + j * step for j in divmod(i, ncols))
         canvas[top:top + side, left:left + side] = img.reshape(side, side)
-    fig, ax = plt.subplots(figsize=(ncols * 0.8, nrows * 0.8 + 0.4))
-    ax.imshow(canvas, cmap="gray_r", vmin=0.0, vmax=1.0,
-              interpolation="nearest")
+    fig, ax = plt.subplots(figsize=(0.8 * ncols, 0.8 * nrows + 0.4))
+    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
     ax.axis("off")
-    if title:
-        ax.set_title(title, fontsize=9)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
@@ -226,17 +284,17 @@ def save_pictures(vae, x_test, out, seed):
               GRID_COLUMNS, "samples from the prior (Bernoulli means)")
     x = x_test[:NUM_RECONSTRUCTIONS]
     recon = vae.reconstruct(x)
-    # Alternate rows: GRID_COLUMNS inputs, then their reconstructions.
     rows = [block for i in range(0, len(x), GRID_COLUMNS)
             for block in (x[i:i + GRID_COLUMNS], recon[i:i + GRID_COLUMNS])]
     save_grid(np.concatenate(rows), out / "reconstructions.png",
-              GRID_COLUMNS, "test inputs (odd rows) / reconstructions")
+              GRID_COLUMNS, "test inputs (rows 1, 3, ...) and their "
+              "reconstructions (rows 2, 4, ...)")
     loc, _ = vae.encode(x_test[:2 * NUM_INTERPOLATION_PAIRS])
     t = np.linspace(0.0, 1.0, INTERPOLATION_STEPS)[None, :, None]
-    z = (1.0 - t) * loc[0::2, None] + t * loc[1::2, None]
+    z = (1.0 - t) * loc[0::2, None] + t * loc[1::2, None]  # (pairs, steps, L)
     means = vae.likelihood.mean(vae.decode(z.reshape(-1, loc.shape[1])))
     save_grid(np.asarray(means), out / "interpolation.png",
-              INTERPOLATION_STEPS, "decoded interpolations between "
+              INTERPOLATION_STEPS, "decoded linear interpolations between "
               "posterior means of test pairs")
 
 
@@ -247,45 +305,20 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     name, x_train, x_test = load_data(args.data, args.binarize, args.seed)
     epochs = args.epochs or (QUICK_EPOCHS if args.quick
-                             else DEFAULT_EPOCHS.get(name, DEFAULT_EPOCHS["mnist"]))
-    num_samples = (min(args.num_samples, QUICK_NUM_SAMPLES) if args.quick
-                   else args.num_samples)
-    n_test = QUICK_TEST_EXAMPLES if args.quick else args.test_examples
-    x_test = x_test[:n_test] if n_test else x_test
+                             else DEFAULT_EPOCHS[name])
+    num_samples = args.num_samples
+    if args.quick:
+        num_samples = min(num_samples, QUICK_NUM_SAMPLES)
+        x_test = x_test[:QUICK_TEST_EXAMPLES]
+    x_test = x_test[:args.test_examples]
 
     vae = build_vae(x_train.shape[1], args.hidden, args.latent_dim, args.seed)
     vae.compile(optimizer=keras.optimizers.Adam(args.learning_rate),
                 loss=keras_vae.losses.BernoulliNLL(),
                 objective=args.objective, num_samples=args.k)
-    timer = EpochTimer()
-    callbacks = [keras.callbacks.TerminateOnNaN(),
-                 keras.callbacks.BackupAndRestore(str(args.out / "backup")),
-                 timer]
-    print(f"Training {epochs} epochs, objective={args.objective}, "
-          f"k={args.k}, batch {args.batch_size}, latent {args.latent_dim}, "
-          f"hidden {args.hidden}")
-    start = time.perf_counter()
-    history = vae.fit(
-        make_dataset(x_train, args.batch_size, args.seed, shuffle=True),
-        validation_data=make_dataset(x_test, args.batch_size, args.seed,
-                                     shuffle=False),
-        epochs=epochs, callbacks=callbacks, verbose=2,
-        shuffle=False)  # the pipeline shuffles; fit cannot shuffle a dataset
-    train_time = time.perf_counter() - start
-    epochs_run = len(history.epoch)  # fewer when resumed from a backup
-    # Throughput after the first epoch, which includes XLA compilation.
-    steady = timer.times[1:] or timer.times
-    per_second = len(x_train) * len(steady) / sum(steady)
-    print(f"Trained {epochs_run} epochs in {train_time:.1f} s (first epoch "
-          f"{timer.times[0]:.1f} s with XLA compilation), "
-          f"{per_second:,.0f} training examples/s after it")
-
-    log_px = vae.log_likelihood(x_test, num_samples=num_samples)
-    elbo = vae.elbo(x_test, num_samples=1)
-    print(f"Test log-likelihood (K={num_samples}): {log_px.mean():.2f} "
-          f"nats, test ELBO: {elbo.mean():.2f} nats, gap: "
-          f"{log_px.mean() - elbo.mean():.2f} nats "
-          f"({len(x_test)} test examples)")
+    epochs_run, seconds, per_second = train(vae, x_train, x_test, epochs,
+                                            args)
+    log_px, elbo = evaluate(vae, x_test, num_samples)
 
     save_pictures(vae, x_test, args.out, args.seed)
     vae.save(args.out / "vae.keras")
@@ -296,14 +329,13 @@ def main(argv=None):
         "test_examples": len(x_test), "binarize": args.binarize,
         "epochs": epochs_run, "objective": args.objective, "k": args.k,
         "latent_dim": args.latent_dim, "hidden": args.hidden,
-        "batch_size": args.batch_size, "train_time_s": train_time,
-        "examples_per_s": per_second, "num_samples": num_samples,
-        "test_log_likelihood": float(log_px.mean()),
-        "test_elbo": float(elbo.mean()),
+        "batch_size": args.batch_size, "train_time_s": round(seconds, 2),
+        "examples_per_s": round(per_second, 1), "num_samples": num_samples,
+        "test_log_likelihood": log_px, "test_elbo": elbo,
     }
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"Wrote samples.png, reconstructions.png, interpolation.png, "
-          f"vae.keras, results.json"
+    print("Wrote samples.png, reconstructions.png, interpolation.png, "
+          "vae.keras, results.json"
           f"{'' if args.no_export else ', saved_model/'} to {args.out}")
     return results
 

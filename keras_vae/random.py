@@ -6,13 +6,14 @@ the raw Philox bits agree, but TF's kernel and XLA turn them into floats
 differently. A VAE's loss then depends on whether the step is compiled,
 and `fit` with and without XLA cannot be compared for the same seed.
 
-So the noise is made from the part that does agree, the raw Philox
+So the noise is made from the part that does agree (to the last float32
+ulp, where TF's and XLA's `ndtri` may differ), the raw Philox
 `uint32` bits (drawn with the seed of a `keras.random.SeedGenerator`), and
 mapped to N(0, 1) by the inverse normal CDF:
 
 ```none
-u   = (bits >> 8 + 0.5) * 2^-24       in (0, 1), 24 bits (float32's mantissa)
-eps = ndtri(u)                        |eps| <= 5.4
+u   = (bits >> 9 + 0.5) * 2^-23       in [2^-24, 1 - 2^-24], exact in float32
+eps = ndtri(u)                        |eps| <= 5.3
 ```
 
 Under a multi-replica `tf.distribute` strategy each replica offsets the
@@ -39,6 +40,16 @@ def standard_normal(shape, seed_generator):
         shape, seed=seed, minval=None, maxval=None, dtype=tf.uint32,
         alg="philox",
     )
-    bits = tf.bitwise.right_shift(bits, tf.constant(8, tf.uint32))
-    u = (tf.cast(bits, tf.float32) + 0.5) * (2.0 ** -24)
+    return _bits_to_normal(bits)
+
+
+def _bits_to_normal(bits):
+    """uint32 bits -> N(0, 1), finite for every input.
+
+    23 bits, so that k + 0.5 (k < 2^23) is exact in float32 and u never
+    rounds to 0 or 1 (with 24 bits, k = 2^24 - 1 rounds to u = 1 and
+    ndtri(1) = inf, about once in 2^24 draws).
+    """
+    bits = tf.bitwise.right_shift(bits, tf.constant(9, tf.uint32))
+    u = (tf.cast(bits, tf.float32) + 0.5) * (2.0 ** -23)
     return tf.math.ndtri(u)

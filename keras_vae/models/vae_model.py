@@ -420,7 +420,7 @@ class VAEModel(keras.Model):
             results.append(parts)
         return results
 
-    def log_likelihood(self, x, y=None, num_samples=1000, batch_size=100):
+    def log_likelihood(self, x, num_samples=1000, batch_size=100, y=None):
         """Per-example importance-sampled estimate of log p(x), in nats.
 
         ```none
@@ -433,9 +433,10 @@ class VAEModel(keras.Model):
 
         Args:
             x: model inputs (an array, or a list for several inputs).
-            y: targets, when they are not the input (conditional VAE).
             num_samples: K, importance samples per example.
             batch_size: examples per chunk.
+            y: targets, when they are not the input (a conditional VAE
+                with inputs `[x, label]` passes `y=x`).
 
         Returns:
             NumPy array of shape (N,).
@@ -455,7 +456,7 @@ class VAEModel(keras.Model):
             [objectives.logmeanexp_chunks(parts).numpy() for parts in results]
         )
 
-    def elbo(self, x, y=None, num_samples=1, batch_size=100):
+    def elbo(self, x, num_samples=1, batch_size=100, y=None):
         """Per-example ELBO estimate with K samples (NumPy, shape (N,))."""
         num_samples = v.check_positive_int("num_samples", num_samples)
         batch_size = v.check_positive_int("batch_size", batch_size)
