@@ -7,6 +7,7 @@ import tensorflow as tf
 from keras_vae import _validation as v
 from keras_vae import objectives
 from keras_vae.models import graph as graph_lib
+from keras_vae.models._nonfinite import NonFiniteGuard, make_counters
 from keras_vae.posteriors import gaussian_posterior
 
 # Decoder rows (K samples x examples) per call in `log_likelihood` / `elbo`.
@@ -76,6 +77,7 @@ class VAEModel(keras.Model):
         self.elbo_tracker = keras.metrics.Mean(name="elbo")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
         self.kl_tracker = keras.metrics.Mean(name="kl")
+        self._nonfinite = make_counters()  # not logged; see _nonfinite.py
 
     # ----------------------------------------------------------- pieces
     @property
@@ -323,8 +325,37 @@ class VAEModel(keras.Model):
             scaled = self.optimizer.scale_loss(loss / replicas)
         weights = self.trainable_weights
         grads = tape.gradient(scaled, weights)
-        self.optimizer.apply_gradients(zip(grads, weights))
+        finite = tf.math.is_finite(loss)
+        if self._replicas() == 1:
+            # Skip the update of a non-finite step (see models/_nonfinite.py);
+            # the optimizer's variables exist already (Keras builds them).
+            tf.cond(
+                finite,
+                lambda: self.optimizer.apply_gradients(zip(grads, weights)),
+                lambda: self.optimizer.iterations,
+            )
+        else:
+            self.optimizer.apply_gradients(zip(grads, weights))
+        for term, value in (("loss", loss), ("reconstruction",
+                            values["reconstruction"]), ("kl", values["kl"])):
+            self._nonfinite[term].update_state(
+                tf.cast(tf.logical_not(tf.math.is_finite(value)), tf.float32)
+            )
         return self._update_metrics(loss, values, tf.shape(y)[0])
+
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`, plus a guard against non-finite steps.
+
+        Steps whose loss is NaN/inf do not update the weights (on one
+        replica), and after the epoch training stops with a
+        `FloatingPointError` naming the term (reconstruction or KL).
+        """
+        if len(args) > 5:  # callbacks given positionally
+            args = list(args)
+            kwargs["callbacks"] = args.pop(5)
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        callbacks.append(NonFiniteGuard())
+        return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def test_step(self, data):
         x, y, sample_weight = self._split_data(data)
