@@ -10,7 +10,7 @@ vae.compile(loss=keras_vae.losses.BernoulliNLL())
 ```
 """
 
-from keras_vae import losses, objectives, priors
+from keras_vae import callbacks, evaluate, losses, objectives, priors
 from keras_vae.layers import (
     GaussianEncoderHead,
     KLRegularizer,
@@ -25,6 +25,8 @@ __all__ = [
     "KLRegularizer",
     "ReparameterizedSample",
     "VAEModel",
+    "callbacks",
+    "evaluate",
     "losses",
     "objectives",
     "priors",

@@ -27,6 +27,7 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
     KL_b     = KL(q(z | x_b) || p(z))                  analytic if TFP has it
     penalty  = weight * mean_b KL_b                    (free_bits = 0)
     penalty  = weight * sum_d max(mean_b KL_bd, free_bits)   (diagonal q, factorised p)
+    penalty  = weight * | mean_b KL_b - capacity |    (capacity annealing)
     ```
 
     The KL is analytic (`tfd.kl_divergence`) when TFP registers one for the
@@ -49,6 +50,12 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
             batch-mean KL of each dimension. For a full-covariance posterior
             (whose KL does not split by dimension) the floor is applied to
             the total, as `latent_dim * free_bits`. Default 0 (off).
+        capacity: None (default) or a float >= 0 in nats: penalise
+            `|KL - capacity|` instead of the KL (Burgess et al., 2018),
+            with `weight` as γ. Stored in the variable `kl_capacity`, which
+            `keras_vae.callbacks.CapacityAnnealing` raises during training.
+        seed: int or None, seed of the draw used when the KL is a sampled
+            estimate (no closed form for the prior).
 
     Call arguments:
         inputs: `(loc, scale)`, as returned by `GaussianEncoderHead`.
@@ -66,11 +73,11 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
     ```
 
     References: Kingma & Welling 2013; Higgins et al. 2017 (β-VAE);
-    Kingma et al. 2016 (free bits).
+    Kingma et al. 2016 (free bits); Burgess et al. 2018 (capacity).
     """
 
     def __init__(self, prior="standard_normal", weight=1.0, free_bits=0.0,
-                 seed=None, **kwargs):
+                 capacity=None, seed=None, **kwargs):
         # Keep the float32 (loc, scale) of the head float32 under mixed
         # precision: no autocast of the inputs to the compute dtype.
         kwargs.setdefault("autocast", False)
@@ -78,6 +85,14 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
         self.prior = priors_lib.get(prior)
         self.weight = v.check_float("weight", weight, minimum=0.0)
         self.free_bits = v.check_float("free_bits", free_bits, minimum=0.0)
+        self.capacity = v.check_float(
+            "capacity", capacity, minimum=0.0, allow_none=True
+        )
+        if self.capacity is not None and self.free_bits > 0.0:
+            raise ValueError(
+                "KLRegularizer takes `free_bits` or `capacity`, not both. "
+                f"Received: free_bits={free_bits}, capacity={capacity}"
+            )
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise v.invalid("seed", "an int or None", seed)
         self.seed = seed
@@ -86,6 +101,13 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
             shape=(), initializer=keras.initializers.Constant(self.weight),
             trainable=False, name="kl_weight", dtype="float32",
         )
+        self.kl_capacity = None
+        if self.capacity is not None:
+            self.kl_capacity = self.add_weight(
+                shape=(),
+                initializer=keras.initializers.Constant(self.capacity),
+                trainable=False, name="kl_capacity", dtype="float32",
+            )
 
     def build(self, input_shape):
         if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
@@ -129,6 +151,8 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
                 )
         else:
             kl = tf.reduce_mean(kl_divergence(q, p, z))
+            if self.kl_capacity is not None:
+                kl = tf.abs(kl - self.kl_capacity)
         return self.kl_weight * kl
 
     def call(self, inputs):
@@ -158,6 +182,7 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
                 "prior": keras.saving.serialize_keras_object(self.prior),
                 "weight": self.weight,
                 "free_bits": self.free_bits,
+                "capacity": self.capacity,
                 "seed": self.seed,
             }
         )

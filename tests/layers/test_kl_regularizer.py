@@ -31,6 +31,7 @@ class TwoBumpPrior(priors.Prior):
 @pytest.mark.parametrize(
     "kwargs, scale",
     [({}, SCALE), ({"weight": 0.5, "free_bits": 0.1, "seed": 3}, SCALE),
+     ({"weight": 3.0, "capacity": 2.0}, SCALE),
      ({"prior": priors.StandardNormal()}, TRIL)],
 )
 def test_shared_layer_checks(kwargs, scale):

@@ -1,0 +1,68 @@
+"""Diagnostics of a trained VAEModel: where the nats go.
+
+```none
+KL_d           = E_x KL(q(z_d | x) || p(z_d))          per latent dimension
+active unit d  : Cov_x( E_q[z_d | x] ) > threshold     (Burda et al. 2015: 0.01)
+ELBO gap       = log p(x) - ELBO(x) = KL(q(z|x) || p(z|x))   (importance-sampled log p(x))
+```
+
+Each function takes a compiled `VAEModel` and data as for
+`VAEModel.log_likelihood` (arrays; a list for several inputs; `y` when the
+target is not the input).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_vae.objectives.kl import kl_per_dimension as _kl_per_dimension
+from keras_vae.posteriors import gaussian_posterior
+
+
+def kl_per_dimension(model, x, batch_size=256):
+    """Mean KL(q(z_d|x) ‖ p(z_d)) over `x` for each latent dimension, (L,).
+
+    Needs a diagonal posterior and a factorised prior (the standard normal
+    prior is); raises otherwise.
+    """
+    loc, scale = model.encode(x, batch_size=batch_size)
+    per_dim = _kl_per_dimension(
+        gaussian_posterior(loc, scale), model.kl_layer.prior_distribution()
+    )
+    if per_dim is None:
+        raise ValueError(
+            "kl_per_dimension needs a diagonal posterior and a factorised "
+            "prior; this model's KL does not split by dimension."
+        )
+    return np.asarray(tf.reduce_mean(per_dim, axis=0))
+
+
+def active_units(model, x, threshold=0.01, batch_size=256):
+    """Number of latent dimensions whose posterior mean varies with x.
+
+    A unit d is active when Cov_x(E_q[z_d | x]) > `threshold` (Burda et al.
+    2015). Returns `(count, variances)` with the per-dimension variances.
+    """
+    loc, _ = model.encode(x, batch_size=batch_size)
+    variances = np.var(np.asarray(loc, np.float64), axis=0)
+    return int(np.sum(variances > threshold)), variances
+
+
+def reconstruction_error(model, x, y=None, batch_size=256):
+    """Mean squared error between targets and `reconstruct(x)`, per example."""
+    target = model._default_target(x) if y is None else y
+    recon = model.reconstruct(x, batch_size=batch_size)
+    diff = np.asarray(target, np.float64) - np.asarray(recon, np.float64)
+    return np.mean(diff.reshape(len(diff), -1) ** 2, axis=1)
+
+
+def elbo_gap(model, x, num_samples=1000, elbo_samples=100, batch_size=100,
+             y=None):
+    """Per-example log p(x) - ELBO(x), both estimated, in nats.
+
+    log p(x) is the importance-sampled estimate with `num_samples`
+    samples; the ELBO uses `elbo_samples`. The gap equals
+    KL(q(z|x) ‖ p(z|x)), how far the encoder is from the true posterior.
+    """
+    log_px = model.log_likelihood(x, num_samples, batch_size=batch_size, y=y)
+    elbo = model.elbo(x, elbo_samples, batch_size=batch_size, y=y)
+    return log_px - elbo
