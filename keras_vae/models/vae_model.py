@@ -312,7 +312,19 @@ class VAEModel(keras.Model):
             values["reconstruction"], sample_weight=batch
         )
         self.kl_tracker.update_state(values["kl"], sample_weight=batch)
-        return {m.name: m.result() for m in self.metrics}
+        results = {m.name: m.result() for m in self.metrics}
+        if self._multi_worker():
+            # Keras 3.15 reduces step outputs of a multi-worker strategy with
+            # strategy.reduce("MEAN", v, axis=0), which fails on scalars:
+            # give it shape (1,), it returns the scalar mean.
+            results = {k: tf.reshape(r, [1]) for k, r in results.items()}
+        return results
+
+    def _multi_worker(self):
+        strategy = self.distribute_strategy
+        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return False
+        return bool(strategy.cluster_resolver.cluster_spec().as_dict())
 
     def train_step(self, data):
         x, y, sample_weight = self._split_data(data)
