@@ -8,7 +8,7 @@ Signatures (each with named inputs and outputs and a dynamic batch axis):
 | `encode` | model inputs | `loc`, `scale` |
 | `decode` | `z` (+ conditions) | `params` (likelihood parameters), `mean` |
 | `sample` | `num_samples` (int32 scalar), `seed` (int32 scalar) (+ conditions, one row each) | `samples` |
-| `log_likelihood` | model inputs (+ `targets` for a conditional model) | `log_likelihood` (per example, importance-sampled with a fixed K) |
+| `log_likelihood` | model inputs (+ `targets` for a conditional model) | `log_likelihood` (per example, importance-sampled with a fixed K, in chunks of 16 samples; deterministic: fixed seeds, so the same input gets the same score) |
 
 The SavedModel needs only TensorFlow to load (`tf.saved_model.load`), not
 keras_vae. It is written to a temporary directory next to `path` and moved
@@ -16,6 +16,7 @@ into place with one rename, so a crash mid-export never leaves a partial
 model where a server would load it.
 """
 
+import math
 import os
 import shutil
 import tempfile
@@ -25,6 +26,13 @@ import tensorflow as tf
 
 from keras_vae import _validation as v
 from keras_vae import objectives
+
+
+# Importance samples per decoder call in the `log_likelihood` signature: the
+# memory of a request grows with batch x this, not batch x K.
+_SAMPLES_PER_CHUNK = 16
+# Seed of the `log_likelihood` signature's noise (with the chunk index).
+_LOG_LIKELIHOOD_SEED = 20131220
 
 
 def _spec(tensor, name):
@@ -89,14 +97,40 @@ def export_serving(model, path, log_likelihood_samples=100):
         params = model.decoder([z] + conds, training=False)
         return {"samples": likelihood.mean(params)}
 
+    k_chunk = min(k_ll, _SAMPLES_PER_CHUNK)
+    full_chunks, rest = divmod(k_ll, k_chunk)
+
     def log_likelihood(*args):
         if len(in_specs) == 1:
             x, y = args[0], args[0]
         else:
             x, y = list(args[:-1]), args[-1]
-        t = model._terms(x, y, k_ll, training=False, need_weights=True)
-        log_w = objectives.log_weights(t["log_px_z"], t["log_pz"], t["log_qz"])
-        return {"log_likelihood": objectives.iwae(log_w)}
+
+        def chunk(k, index):
+            # Fixed seeds: the same input always gets the same score, and
+            # concurrent requests share no state.
+            seed = tf.stack([tf.constant(_LOG_LIKELIHOOD_SEED, tf.int64),
+                             tf.cast(index, tf.int64)])
+            t = model._terms(x, y, k, training=False, need_weights=True,
+                             seed=seed)
+            log_w = objectives.log_weights(
+                t["log_px_z"], t["log_pz"], t["log_qz"]
+            )
+            return tf.reduce_logsumexp(log_w, axis=0)
+
+        def add(total, index, k):
+            return tf.reduce_logsumexp(tf.stack([total, chunk(k, index)]), 0)
+
+        batch = tf.shape(tf.nest.flatten(x)[0])[0]
+        total = tf.fill([batch], -float("inf"))
+        _, total = tf.while_loop(
+            lambda i, _: i < full_chunks,
+            lambda i, acc: (i + 1, add(acc, i, k_chunk)),
+            (tf.constant(0), total),
+        )
+        if rest:
+            total = add(total, full_chunks, rest)
+        return {"log_likelihood": total - math.log(k_ll)}
 
     archive = keras.export.ExportArchive()
     archive.track(model)

@@ -27,9 +27,16 @@ import tensorflow as tf
 _REPLICA_STRIDE = 0x9E3779B9
 
 
-def standard_normal(shape, seed_generator):
-    """N(0, I) float32 noise of `shape`, seeded by `seed_generator`."""
-    seed = tf.cast(seed_generator.next(), tf.int64)
+def standard_normal(shape, seed_generator=None, seed=None):
+    """N(0, I) float32 noise of `shape`.
+
+    Seeded by `seed_generator` (a `keras.random.SeedGenerator`, whose state
+    advances), or by a fixed `seed` (an int tensor of shape (2,)): the same
+    seed gives the same noise, with no state to update.
+    """
+    if seed is None:
+        seed = seed_generator.next()
+    seed = tf.cast(seed, tf.int64)
     replica = tf.distribute.get_replica_context()
     if replica is not None and replica.num_replicas_in_sync > 1:
         # Every replica holds the same seed state: give each its own stream,

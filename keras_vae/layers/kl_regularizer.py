@@ -6,11 +6,7 @@ import tensorflow as tf
 from keras_vae import _validation as v
 from keras_vae.layers._seed_state import SavesSeedState
 from keras_vae import priors as priors_lib
-from keras_vae.objectives.kl import (
-    has_analytic_kl,
-    kl_divergence,
-    kl_per_dimension,
-)
+from keras_vae.objectives.kl import kl_divergence, kl_per_dimension
 from keras_vae.random import standard_normal
 from keras_vae.posteriors import (
     check_loc_scale,
@@ -135,7 +131,11 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
         )
 
     def penalty(self, loc, scale, z=None):
-        """The scalar added to the loss: weight · (free-bits) batch-mean KL."""
+        """The scalar added to the loss: weight · (free-bits) batch-mean KL.
+
+        `z`: samples for the sampled estimate (or a function drawing them),
+        used only when the KL has no closed form.
+        """
         q = gaussian_posterior(loc, scale)
         p = self.prior_distribution()
         if self.free_bits > 0.0:
@@ -157,14 +157,12 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
 
     def call(self, inputs):
         loc, scale = inputs
-        z = None
-        if not has_analytic_kl(
-            gaussian_posterior(loc, scale), self.prior_distribution()
-        ):
-            # Sampled estimate: draw the z it is evaluated at with our seed.
+
+        def draw():  # only called when the KL has no closed form
             eps = standard_normal(tf.shape(loc), self.seed_generator)
-            z = reparameterize(loc, scale, eps)
-        self.add_loss(self.penalty(loc, scale, z))
+            return reparameterize(loc, scale, eps)
+
+        self.add_loss(self.penalty(loc, scale, draw))
         return loc, scale
 
     def compute_output_shape(self, input_shape):

@@ -82,14 +82,16 @@ class ReparameterizedSample(SavesSeedState, keras.layers.Layer):
             "ReparameterizedSample",
         )
 
-    def draw(self, loc, scale, num_samples=1):
+    def draw(self, loc, scale, num_samples=1, seed=None):
         """`num_samples` draws per row, folded into the batch axis.
 
         Returns z of shape `(num_samples * B, L)`, sample-major: rows
         `k * B ... (k + 1) * B - 1` are the k-th draw for the whole batch.
+        With `seed` (an int tensor of shape (2,)) the draw is a fixed
+        function of it and the layer's noise state is left alone.
         """
         shape = tf.concat([[num_samples], tf.shape(loc)], axis=0)
-        eps = standard_normal(shape, self.seed_generator)
+        eps = standard_normal(shape, self.seed_generator, seed=seed)
         z = reparameterize(loc, scale, eps)
         return tf.reshape(z, (-1, tf.shape(loc)[-1]))
 

@@ -233,16 +233,17 @@ class VAEModel(keras.Model):
         xs = x if isinstance(x, (list, tuple)) else [x]
         return [xs[i] for i in self._parts.graph.condition_index]
 
-    def _terms(self, x, y, num_samples, training, need_weights):
+    def _terms(self, x, y, num_samples, training, need_weights, seed=None):
         """Everything the objectives need, for K = num_samples draws.
 
         Returns a dict of float32 tensors: `log_px_z` (K, B), `kl` (B,),
         `penalty` (scalar β·KL term), `loc`, `scale`, `z` (K, B, L) and,
-        when `need_weights`, `log_pz` and `log_qz` (K, B).
+        when `need_weights`, `log_pz` and `log_qz` (K, B). A `seed` (int
+        tensor (2,)) fixes the noise instead of the sampler's stream.
         """
         loc, scale = self.encoder(x, training=training)
         batch = tf.shape(loc)[0]
-        z = self.sampler.draw(loc, scale, num_samples)  # (K*B, L)
+        z = self.sampler.draw(loc, scale, num_samples, seed)  # (K*B, L)
         conditions = [
             tf.tile(c, tf.concat([[num_samples], tf.ones_like(tf.shape(c)[1:])], 0))
             for c in self._conditions(x)

@@ -30,13 +30,17 @@ def kl_divergence(q, p, z=None):
         q: posterior, batch (B,), event (L,).
         p: prior, event (L,), broadcastable batch.
         z: samples from q of shape (..., B, L) used for the sampled estimate
-            when no analytic form exists (averaged over leading axes). When
-            None and no analytic form exists, one sample is drawn from q.
+            when no analytic form exists (averaged over leading axes), or a
+            function of no arguments that draws them (called only then).
+            When None and no analytic form exists, one sample is drawn from
+            q by TFP.
     """
     try:
         return tfd.kl_divergence(q, p)
     except NotImplementedError:
         pass
+    if callable(z):
+        z = z()
     if z is None:
         z = q.sample()
     z = tf.cast(z, tf.float32)

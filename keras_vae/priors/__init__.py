@@ -3,9 +3,17 @@
 import keras
 
 from keras_vae.priors.base import Prior
+from keras_vae.priors.learned_gaussian import LearnedGaussian
+from keras_vae.priors.mixture_of_gaussians import MixtureOfGaussians
 from keras_vae.priors.standard_normal import StandardNormal
 
-__all__ = ["Prior", "StandardNormal", "get"]
+__all__ = [
+    "LearnedGaussian",
+    "MixtureOfGaussians",
+    "Prior",
+    "StandardNormal",
+    "get",
+]
 
 _BY_NAME = {"standard_normal": StandardNormal}
 
