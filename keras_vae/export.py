@@ -8,7 +8,7 @@ Signatures (each with named inputs and outputs and a dynamic batch axis):
 | `encode` | model inputs | `loc`, `scale` |
 | `decode` | `z` (+ conditions) | `params` (likelihood parameters), `mean` |
 | `sample` | `num_samples` (int32 scalar), `seed` (int32 scalar) (+ conditions, one row each) | `samples` |
-| `log_likelihood` | model inputs (+ `targets` for a conditional model) | `log_likelihood` (per example, importance-sampled with a fixed K, in chunks of 16 samples; deterministic: fixed seeds, so the same input gets the same score) |
+| `log_likelihood` | model inputs (+ `targets` for a conditional model) | `log_likelihood` (per example, importance-sampled with a fixed K, in chunks of 16 samples; deterministic: fixed seeds, so the same request gets the same scores; a row batched with other rows gets other draws, within the Monte Carlo error) |
 
 The SavedModel needs only TensorFlow to load (`tf.saved_model.load`), not
 keras_vae. It is written to a temporary directory next to `path` and moved
