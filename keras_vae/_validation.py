@@ -48,3 +48,12 @@ def check_choice(name, value, choices):
     if value not in choices:
         raise invalid(name, f"one of {sorted(choices)}", value)
     return value
+
+
+def check_seed(name, value):
+    """An int or None, as `keras.random.SeedGenerator` takes."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, numbers.Integral)
+    ):
+        raise invalid(name, "an int or None", value)
+    return value

@@ -27,7 +27,6 @@ import tensorflow as tf
 from keras_vae import _validation as v
 from keras_vae import objectives
 
-
 # Importance samples per decoder call in the `log_likelihood` signature: the
 # memory of a request grows with batch x this, not batch x K.
 _SAMPLES_PER_CHUNK = 16

@@ -11,6 +11,7 @@ scale.shape == loc.shape + (L,)   ->  q = N(z; loc, scale scale^T), scale lower-
 ```
 """
 
+import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -40,6 +41,19 @@ def check_loc_scale(loc, scale, who):
             "(lower-triangular). Received: "
             f"loc.shape={loc_shape}, scale.shape={scale_shape}"
         )
+
+
+def check_input_shape(input_shape, who):
+    """`build`-time check of a layer taking `(loc, scale)`; returns L."""
+    if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
+        raise ValueError(
+            f"{who} expects `(loc, scale)`. Received: input_shape={input_shape}"
+        )
+    loc_shape, scale_shape = input_shape
+    check_loc_scale(
+        keras.KerasTensor(loc_shape), keras.KerasTensor(scale_shape), who
+    )
+    return loc_shape[-1]
 
 
 def gaussian_posterior(loc, scale):

@@ -4,15 +4,15 @@ import keras
 import tensorflow as tf
 
 from keras_vae import _validation as v
-from keras_vae.layers._seed_state import SavesSeedState
 from keras_vae import priors as priors_lib
+from keras_vae.layers._seed_state import SavesSeedState
 from keras_vae.objectives.kl import kl_divergence, kl_per_dimension
-from keras_vae.random import standard_normal
 from keras_vae.posteriors import (
-    check_loc_scale,
+    check_input_shape,
     gaussian_posterior,
     reparameterize,
 )
+from keras_vae.random import standard_normal
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -89,9 +89,7 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
                 "KLRegularizer takes `free_bits` or `capacity`, not both. "
                 f"Received: free_bits={free_bits}, capacity={capacity}"
             )
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise v.invalid("seed", "an int or None", seed)
-        self.seed = seed
+        self.seed = v.check_seed("seed", seed)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.kl_weight = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(self.weight),
@@ -106,17 +104,7 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
             )
 
     def build(self, input_shape):
-        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
-            raise ValueError(
-                "KLRegularizer expects `(loc, scale)`. Received: "
-                f"input_shape={input_shape}"
-            )
-        loc_shape, scale_shape = input_shape
-        check_loc_scale(
-            keras.KerasTensor(loc_shape), keras.KerasTensor(scale_shape),
-            "KLRegularizer",
-        )
-        self.latent_dim = loc_shape[-1]
+        self.latent_dim = check_input_shape(input_shape, "KLRegularizer")
         if not self.prior.built:
             self.prior.build((None, self.latent_dim))
 

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from keras_vae import _validation as v
 from keras_vae.layers._seed_state import SavesSeedState
-from keras_vae.posteriors import check_loc_scale, reparameterize
+from keras_vae.posteriors import check_input_shape, reparameterize
 from keras_vae.random import standard_normal
 
 INFERENCE_MODES = ("mean", "sample")
@@ -64,23 +64,12 @@ class ReparameterizedSample(SavesSeedState, keras.layers.Layer):
         # precision: no autocast of the inputs to the compute dtype.
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise v.invalid("seed", "an int or None", seed)
-        self.seed = seed
+        self.seed = v.check_seed("seed", seed)
         self.inference = v.check_choice("inference", inference, INFERENCE_MODES)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape):
-        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
-            raise ValueError(
-                "ReparameterizedSample expects `(loc, scale)`. Received: "
-                f"input_shape={input_shape}"
-            )
-        loc_shape, scale_shape = input_shape
-        check_loc_scale(
-            keras.KerasTensor(loc_shape), keras.KerasTensor(scale_shape),
-            "ReparameterizedSample",
-        )
+        check_input_shape(input_shape, "ReparameterizedSample")
 
     def draw(self, loc, scale, num_samples=1, seed=None):
         """`num_samples` draws per row, folded into the batch axis.

@@ -43,9 +43,7 @@ class MixtureOfGaussians(Prior):
             "num_components", num_components
         )
         self.min_scale = v.check_float("min_scale", min_scale, minimum=0.0)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise v.invalid("seed", "an int or None", seed)
-        self.seed = seed
+        self.seed = v.check_seed("seed", seed)
 
     def build(self, input_shape):
         latent_dim = input_shape[-1]
