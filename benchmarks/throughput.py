@@ -81,6 +81,7 @@ BACKWARD_OVER_FORWARD = 2          # backward FLOPs ~ 2 x forward FLOPs
 LL_BATCH_SIZE = 100                # examples per chunk (VAEModel's default)
 LL_SAMPLES_PER_CHUNK = 100         # hand-written loop: samples per iteration
 LL_SEED = 7
+LL_REPEATS = 3                     # timed log p(x) calls per method (median)
 
 BUSY_LOAD_PER_CORE = 0.25          # 1-min load per core above which we warn
 BUSY_SHARE = 0.05                  # others' share of the CPU above which we warn
@@ -104,13 +105,15 @@ QUICK = {
     "matmul_repeats": 3,
 }
 
-# Ratios printed at the end: (label, numerator, denominator, batch size);
-# variants are named by (model, jit_compile).
+# Variants, named (model, jit_compile), in the order they take turns.
 VAE_XLA = ("VAEModel", True)
 VAE_NO_XLA = ("VAEModel", False)
 PLAIN_XLA = ("plain Keras", True)
 PLAIN_NO_XLA = ("plain Keras", False)
 VARIANTS = (VAE_XLA, VAE_NO_XLA, PLAIN_NO_XLA, PLAIN_XLA)
+# The ratios compare VAEModel (XLA) with the plain model at RATIO_BATCH and
+# with the matmul rate at FRACTION_BATCH (else the smallest / largest batch
+# size of the run).
 RATIO_BATCH = 128
 FRACTION_BATCH = 1024
 
@@ -355,17 +358,23 @@ BUILDERS = {"VAEModel": build_vae_model, "plain Keras": build_plain_model}
 
 # ----------------------------------------------------------------- training
 class EpochTimer(keras.callbacks.Callback):
-    """Wall time of every epoch."""
+    """Wall time and process CPU time of every epoch.
+
+    CPU time (all threads) measures the work done; it is much less
+    disturbed than wall time when other processes compete for the cores.
+    """
 
     def __init__(self):
         super().__init__()
-        self.times = []
+        self.times, self.cpu_times = [], []
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+        self._start = (time.perf_counter(), _own_cpu_seconds())
 
     def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
+        wall, cpu = self._start
+        self.times.append(time.perf_counter() - wall)
+        self.cpu_times.append(_own_cpu_seconds() - cpu)
 
 
 def count_traces(model):
@@ -392,6 +401,7 @@ class TrainResult:
     batch_size: int
     warmup_s: float
     epoch_s: float
+    cpu_epoch_s: float
     examples_per_s: float
     gflops: float
     traces: int
@@ -439,6 +449,7 @@ def time_training(x, batch_size, epochs):
             batch_size=batch_size,
             warmup_s=run.timer.times[0],
             epoch_s=epoch_s,
+            cpu_epoch_s=statistics.median(run.timer.cpu_times[1:]),
             examples_per_s=steps * batch_size / epoch_s,
             gflops=steps * train_step_flops(batch_size) / epoch_s / 1e9,
             traces=run.traces["traces"],
@@ -536,45 +547,50 @@ def handwritten_log_likelihood(fn, x, batch_size=LL_BATCH_SIZE):
 @dataclasses.dataclass
 class LLResult:
     name: str
-    seconds: float
+    first_call_s: float    # on LL_BATCH_SIZE examples: tracing + compilation
+    seconds: float         # median over LL_REPEATS timed calls
     mean_log_px: float     # over the finite estimates
     non_finite: int        # estimates that are nan or inf
     gflops: float
 
 
-def time_call(fn, warmup_args, args):
-    """Warm-up call (compiles every shape), then one timed call."""
-    fn(*warmup_args)
-    start = time.perf_counter()
-    result = fn(*args)
-    return time.perf_counter() - start, result
-
-
 def time_log_likelihoods(vae, x, num_samples):
-    """VAEModel.log_likelihood vs the hand-written XLA loop, same weights."""
-    flops = log_likelihood_flops(len(x), num_samples)
-    warm = x[:LL_BATCH_SIZE]
+    """VAEModel.log_likelihood vs the hand-written XLA loop, same weights.
 
-    def ours(data):
-        return vae.log_likelihood(
+    Each method is first called on `LL_BATCH_SIZE` examples (this traces
+    and compiles every shape the full call needs), then the two take turns
+    for `LL_REPEATS` timed calls on all of `x`.
+    """
+    hand_fn = handwritten_log_likelihood_fn(vae, num_samples)
+    methods = {
+        "VAEModel.log_likelihood": lambda data: vae.log_likelihood(
             data, num_samples=num_samples, batch_size=LL_BATCH_SIZE
-        )
-
-    fn = handwritten_log_likelihood_fn(vae, num_samples)
-
-    def handwritten(data):
-        return handwritten_log_likelihood(fn, data)
-
+        ),
+        "hand-written XLA loop": lambda data: handwritten_log_likelihood(
+            hand_fn, data
+        ),
+    }
+    first, times, values = {}, {name: [] for name in methods}, {}
+    for name, call in methods.items():
+        start = time.perf_counter()
+        call(x[:LL_BATCH_SIZE])
+        first[name] = time.perf_counter() - start
+    for _ in range(LL_REPEATS):
+        for name, call in methods.items():
+            start = time.perf_counter()
+            values[name] = np.asarray(call(x))
+            times[name].append(time.perf_counter() - start)
+    flops = log_likelihood_flops(len(x), num_samples)
     results = []
-    for name, call in (("VAEModel.log_likelihood", ours),
-                       ("hand-written XLA loop", handwritten)):
-        seconds, values = time_call(call, (warm,), (x,))
-        values = np.asarray(values)
-        finite = np.isfinite(values)
+    for name in methods:
+        finite = np.isfinite(values[name])
+        seconds = statistics.median(times[name])
         results.append(LLResult(
             name=name,
+            first_call_s=first[name],
             seconds=seconds,
-            mean_log_px=float(np.mean(values[finite])) if finite.any() else np.nan,
+            mean_log_px=(float(np.mean(values[name][finite]))
+                         if finite.any() else float("nan")),
             non_finite=int(np.sum(~finite)),
             gflops=flops / seconds / 1e9,
         ))
@@ -588,20 +604,25 @@ def variant_label(model, jit_compile):
 
 def training_table(results, ceiling):
     lines = [
-        "| model | batch | warm-up epoch (s) | median epoch (s) | examples/s "
-        "| train GFLOP/s | % of matmul | traces | final loss |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | batch | warm-up epoch (s) | median epoch (s) "
+        "| CPU s / epoch | examples/s | train GFLOP/s | % of matmul | traces "
+        "| final loss |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {variant_label(r.model, r.jit_compile)} | {r.batch_size} "
-            f"| {r.warmup_s:.2f} | {r.epoch_s:.3f} | {r.examples_per_s:,.0f} "
+            f"| {r.warmup_s:.2f} | {r.epoch_s:.3f} | {r.cpu_epoch_s:.2f} "
+            f"| {r.examples_per_s:,.0f} "
             f"| {r.gflops:.1f} | {100 * r.gflops / ceiling:.1f}% "
             f"| {r.traces} | {r.final_loss:.2f} |"
         )
     lines += [
         "",
-        "% of matmul: of the better of the XLA and TF matmul rates. "
+        "CPU s / epoch: process CPU time (all threads) of the median "
+        "epoch, the work done, which competing processes disturb much less "
+        "than the wall time. % of matmul: of the better of the XLA and TF "
+        "matmul rates. "
         "final loss: training loss of the last epoch, a check that each "
         "model trains (the two parameterise the posterior scale "
         "differently, softplus vs exp(log_var / 2)). traces: "
@@ -619,23 +640,29 @@ def find(results, variant, batch_size):
     return None
 
 
+def _pick(preferred, batch_sizes, fallback):
+    return preferred if preferred in batch_sizes else fallback(batch_sizes)
+
+
 def ratio_lines(results, matmul):
+    batch_sizes = sorted({r.batch_size for r in results})
+    ratio_batch = _pick(RATIO_BATCH, batch_sizes, min)
+    fraction_batch = _pick(FRACTION_BATCH, batch_sizes, max)
     lines = []
     for num, den in ((VAE_XLA, PLAIN_XLA), (VAE_XLA, PLAIN_NO_XLA)):
-        a, b = find(results, num, RATIO_BATCH), find(results, den, RATIO_BATCH)
-        if a and b:
-            lines.append(
-                f"- {variant_label(*num)} / {variant_label(*den)} at batch "
-                f"{RATIO_BATCH}: {a.examples_per_s / b.examples_per_s:.2f}x"
-            )
-    a = find(results, VAE_XLA, FRACTION_BATCH)
+        a, b = find(results, num, ratio_batch), find(results, den, ratio_batch)
+        lines.append(
+            f"- {variant_label(*num)} / {variant_label(*den)} at batch "
+            f"{ratio_batch}: {a.examples_per_s / b.examples_per_s:.2f}x"
+        )
+    a = find(results, VAE_XLA, fraction_batch)
     if a:
         parts = ", ".join(
             f"{100 * a.gflops / rate:.0f}% of the {kind} matmul "
             f"({rate:.1f} GFLOP/s)" for kind, rate in matmul.items()
         )
         lines.append(
-            f"- {variant_label(*VAE_XLA)} at batch {FRACTION_BATCH}: "
+            f"- {variant_label(*VAE_XLA)} at batch {fraction_batch}: "
             f"{a.gflops:.1f} GFLOP/s = {parts}"
         )
     return lines
@@ -644,17 +671,19 @@ def ratio_lines(results, matmul):
 def log_likelihood_lines(results, num_examples, num_samples):
     lines = [
         f"log p(x): {num_examples} examples x K={num_samples} importance "
-        f"samples, {LL_BATCH_SIZE} examples per call, same trained weights "
-        "(timed after a warm-up call that compiles every shape):",
+        f"samples, {LL_BATCH_SIZE} examples per call, same trained weights; "
+        f"first call on {LL_BATCH_SIZE} examples (tracing + XLA compilation), "
+        f"then the median of {LL_REPEATS} timed calls on all examples:",
         "",
-        "| method | seconds | examples/s | forward GFLOP/s | mean log p(x) "
-        "| non-finite |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| method | first call (s) | seconds | examples/s | forward GFLOP/s "
+        "| mean log p(x) | non-finite |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {r.name} | {r.seconds:.2f} | {num_examples / r.seconds:,.1f} "
-            f"| {r.gflops:.1f} | {r.mean_log_px:.2f} | {r.non_finite} |"
+            f"| {r.name} | {r.first_call_s:.2f} | {r.seconds:.2f} "
+            f"| {num_examples / r.seconds:,.1f} | {r.gflops:.1f} "
+            f"| {r.mean_log_px:.2f} | {r.non_finite} |"
         )
     ours, hand = results
     lines += ["", f"- VAEModel.log_likelihood / hand-written time: "

@@ -17,7 +17,7 @@ class GaussianEncoderHead(keras.layers.Layer):
     ```none
     loc   = W_loc h + b_loc
     diag: scale_d = softplus(W_s h + b_s)_d + min_scale          Σ = diag(scale^2)
-    full: scale   = FillScaleTriL(W_s h + b_s), diagonal as above  Σ = scale scale^T
+    full: scale   = fill_triangular(W_s h + b_s), diagonal as above  Σ = scale scale^T
     ```
 
     The layer returns tensors, not a distribution: `(loc, scale)` with
@@ -109,12 +109,18 @@ class GaussianEncoderHead(keras.layers.Layer):
         self.loc_dense.build((input_shape[0], features))
         self.scale_dense.build((input_shape[0], features))
         if self.covariance == "full":
+            # The same map as tfb.FillScaleTriL(diag_bijector=Shift(min_scale)
+            # o Softplus), kept for `raw_scale_params`. The forward pass below
+            # applies the diagonal by a mask instead: FillScaleTriL's
+            # tf.linalg.set_diag has a gradient that XLA cannot compile when
+            # the batch size is unknown (a last partial batch).
             self._fill_tril = tfb.FillScaleTriL(
                 diag_bijector=tfb.Chain(
                     [tfb.Shift(self.min_scale), tfb.Softplus()]
                 ),
                 diag_shift=None,
             )
+            self._eye = keras.ops.eye(self.latent_dim, dtype="float32")
 
     def call(self, inputs):
         h = inputs
@@ -125,8 +131,22 @@ class GaussianEncoderHead(keras.layers.Layer):
         if self.covariance == "diag":
             scale = keras.ops.softplus(raw) + self.min_scale
         else:
-            scale = self._fill_tril.forward(raw)
+            tril = tfp.math.fill_triangular(raw)
+            diag = keras.ops.softplus(tril) + self.min_scale
+            scale = tril * (1.0 - self._eye) + diag * self._eye
         return loc, scale
+
+    def raw_scale_params(self, scale):
+        """Inverse of the scale map: the `scale` Dense output giving `scale`.
+
+        Useful to start the head at a known posterior (e.g. set the Dense
+        bias to `raw_scale_params(target_scale)` and its kernel to zero).
+        """
+        scale = keras.ops.convert_to_tensor(scale, "float32")
+        if self.covariance == "full":
+            return self._fill_tril.inverse(scale)
+        shifted = scale - self.min_scale
+        return shifted + keras.ops.log(-keras.ops.expm1(-shifted))
 
     def compute_output_shape(self, input_shape):
         batch = input_shape[0]

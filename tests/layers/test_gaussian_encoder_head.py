@@ -78,3 +78,31 @@ def test_params_size():
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GaussianEncoderHead(**kwargs)
+
+
+@pytest.mark.parametrize("covariance", ["diag", "full"])
+def test_raw_scale_params_inverts_the_scale_map(covariance):
+    head = GaussianEncoderHead(latent_dim=3, covariance=covariance,
+                               min_scale=0.01)
+    _, scale = head(FEATURES)
+    raw = head.scale_dense(FEATURES)
+    np.testing.assert_allclose(head.raw_scale_params(scale), raw, rtol=1e-3,
+                               atol=1e-4)
+
+
+def test_full_covariance_trains_under_xla_with_a_partial_last_batch():
+    import keras
+
+    import keras_vae
+    from keras_vae.losses import GaussianNLL
+
+    x = np.random.default_rng(0).normal(size=(100, 4)).astype("float32")
+    x_in = keras.Input((4,))
+    q = keras_vae.KLRegularizer()(
+        GaussianEncoderHead(2, covariance="full")(x_in))
+    z = keras_vae.ReparameterizedSample()(q)
+    vae = keras_vae.VAEModel(x_in, keras.layers.Dense(4)(z))
+    vae.compile(loss=GaussianNLL(), jit_compile=True)
+    ds = tf.data.Dataset.from_tensor_slices(x).batch(32)  # 32, 32, 32, 4
+    hist = vae.fit(ds, epochs=2, verbose=0).history
+    assert np.isfinite(hist["loss"]).all()

@@ -60,8 +60,7 @@ def build(p, loc_shift=0.0, scale_factor=1.0, seed=0):
     a = p["post_map"]
     head.loc_dense.set_weights(
         [a.T.astype("float32"), (-a @ p["b"] + loc_shift).astype("float32")])
-    raw = head._fill_tril.inverse(
-        tf.constant(scale_factor * p["post_chol"])).numpy()
+    raw = head.raw_scale_params(scale_factor * p["post_chol"]).numpy()
     head.scale_dense.set_weights(
         [np.zeros((D, raw.shape[-1]), "float32"), raw.astype("float32")])
     decoder.set_weights([p["w"].T, p["b"]])

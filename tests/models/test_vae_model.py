@@ -99,14 +99,14 @@ def test_elbo_below_log_likelihood_and_spread_shrinks_with_k(data):
 
 
 def test_log_likelihood_chunks_agree_with_one_chunk(data, monkeypatch):
-    from keras_vae.models import vae_model
+    from keras_vae.models import inference
 
     vae = compiled(mlp_vae())
     x = data[:8]
     state = vae.sampler.seed_generator.state.numpy()
     whole = vae.log_likelihood(x, num_samples=64, batch_size=8)
     vae.sampler.seed_generator.state.assign(state)
-    monkeypatch.setattr(vae_model, "_ROWS_PER_CHUNK", 8 * 16)
+    monkeypatch.setattr(inference, "_ROWS_PER_CHUNK", 8 * 16)
     vae._parts.functions.clear()
     chunked = vae.log_likelihood(x, num_samples=64, batch_size=8)
     # Different chunking draws different samples; both estimate the same
