@@ -6,6 +6,7 @@ All errors follow one template (the Keras one), so users can grep for it:
     integer. Received: latent_dim=0
 """
 
+import math
 import numbers
 
 
@@ -37,8 +38,8 @@ def check_float(name, value, *, minimum=None, strict=False, allow_none=False):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise invalid(name, f"a float{bound}", value)
     value = float(value)
-    if value != value:  # NaN
-        raise invalid(name, f"a float{bound}", value)
+    if not math.isfinite(value):  # NaN or +-inf
+        raise invalid(name, f"a finite float{bound}", value)
     if minimum is not None and (value < minimum or (strict and value == minimum)):
         raise invalid(name, f"a float{bound}", value)
     return value

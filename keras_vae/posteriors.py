@@ -27,10 +27,16 @@ def check_loc_scale(loc, scale, who):
     """Raises a clear error unless `(loc, scale)` is a valid pair of shapes."""
     loc_shape = tuple(loc.shape)
     scale_shape = tuple(scale.shape)
-    ok = scale_shape == loc_shape or (
+
+    def same(a, b):  # unknown (None) dimensions match anything
+        return len(a) == len(b) and all(
+            i is None or j is None or i == j for i, j in zip(a, b)
+        )
+
+    ok = same(scale_shape, loc_shape) or (
         len(scale_shape) == len(loc_shape) + 1
-        and scale_shape[:-1] == loc_shape
-        and scale_shape[-1] in (loc_shape[-1], None)
+        and same(scale_shape[:-1], loc_shape)
+        and same(scale_shape[-1:], loc_shape[-1:])
     )
     if len(loc_shape) < 2:
         ok = False

@@ -11,7 +11,8 @@ import pytest  # noqa: E402
 def _reset_keras_state():
     """Each test starts with float32 policy and fresh global names/seeds."""
     keras.mixed_precision.set_global_policy("float32")
-    keras.utils.clear_session()
+    # free_memory=False skips a gc.collect() that costs ~0.3 s per test.
+    keras.utils.clear_session(free_memory=False)
     keras.utils.set_random_seed(1234)
     yield
     keras.mixed_precision.set_global_policy("float32")

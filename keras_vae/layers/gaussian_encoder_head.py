@@ -30,9 +30,11 @@ class GaussianEncoderHead(keras.layers.Layer):
     Args:
         latent_dim: positive int, the latent dimensionality L.
         covariance: `"diag"` (default) or `"full"`.
-        min_scale: float >= 0 added to every standard deviation (the
-            diagonal of the Cholesky factor): a floor that keeps
-            `log q(z | x)` finite. Default 1e-4.
+        min_scale: float > 0 added to every standard deviation (the
+            diagonal of the Cholesky factor): a floor that keeps the scale
+            positive and `log q(z | x)` and the KL finite even where the
+            softplus underflows to 0 (pre-activations below about -100).
+            Default 1e-4.
         kernel_initializer, bias_initializer: for the two Dense projections.
 
     Call arguments:
@@ -66,7 +68,9 @@ class GaussianEncoderHead(keras.layers.Layer):
         super().__init__(**kwargs)
         self.latent_dim = v.check_positive_int("latent_dim", latent_dim)
         self.covariance = v.check_choice("covariance", covariance, COVARIANCES)
-        self.min_scale = v.check_float("min_scale", min_scale, minimum=0.0)
+        self.min_scale = v.check_float(
+            "min_scale", min_scale, minimum=0.0, strict=True
+        )
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
 

@@ -9,6 +9,7 @@ from keras_vae.layers._seed_state import SavesSeedState
 from keras_vae.objectives.kl import kl_divergence, kl_per_dimension
 from keras_vae.posteriors import (
     check_input_shape,
+    check_loc_scale,
     gaussian_posterior,
     reparameterize,
 )
@@ -145,6 +146,7 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
 
     def call(self, inputs):
         loc, scale = inputs
+        check_loc_scale(loc, scale, "KLRegularizer")  # also once built
 
         def draw():  # only called when the KL has no closed form
             eps = standard_normal(tf.shape(loc), self.seed_generator)

@@ -5,7 +5,11 @@ import tensorflow as tf
 
 from keras_vae import _validation as v
 from keras_vae.layers._seed_state import SavesSeedState
-from keras_vae.posteriors import check_input_shape, reparameterize
+from keras_vae.posteriors import (
+    check_input_shape,
+    check_loc_scale,
+    reparameterize,
+)
 from keras_vae.random import standard_normal
 
 INFERENCE_MODES = ("mean", "sample")
@@ -86,6 +90,7 @@ class ReparameterizedSample(SavesSeedState, keras.layers.Layer):
 
     def call(self, inputs, training=None):
         loc, scale = inputs
+        check_loc_scale(loc, scale, "ReparameterizedSample")  # also once built
         if training or self.inference == "sample":
             return self.draw(loc, scale, 1)
         return keras.ops.cast(loc, "float32")

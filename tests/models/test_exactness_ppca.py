@@ -17,7 +17,6 @@ wrong posterior, ELBO < IWAE_K (increasing in K) -> log p(x).
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_probability as tfp
 
 import keras_vae
@@ -51,7 +50,7 @@ def ppca():
 def build(p, loc_shift=0.0, scale_factor=1.0, seed=0):
     """A VAEModel with the PPCA decoder and a (possibly wrong) posterior."""
     x_in = keras.Input((D,))
-    head = keras_vae.GaussianEncoderHead(L, covariance="full", min_scale=0.0)
+    head = keras_vae.GaussianEncoderHead(L, covariance="full", min_scale=1e-6)
     q = keras_vae.KLRegularizer()(head(x_in))
     z = keras_vae.ReparameterizedSample(seed=seed)(q)
     decoder = keras.layers.Dense(D)
