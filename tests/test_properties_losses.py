@@ -258,19 +258,10 @@ def test_valid_inputs_give_finite_values_of_documented_shapes(
 
 
 # ================================================================ extreme
-_KNOWN_NONFINITE = {
-    "PoissonNLL": (
-        "log-rates above ~88.7 overflow exp() in float32: loss=inf and "
-        "d/dlog_rate=inf (losses/poisson.py _make_distribution uses the "
-        "raw log-rate unbounded)"
-    ),
-    "DiscretizedLogisticMixtureNLL": (
-        "log-scales above ~12 make the bin mass F(x+h)-F(x-h) underflow in "
-        "float32: loss=inf and NaN gradients for logits, locs and scales "
-        "(inaccurate already from ~8); losses/discretized_logistic_mixture."
-        "py _components clamps the log-scale only from below"
-    ),
-}
+# Losses whose extreme parameters are known to give non-finite values (strict
+# xfail). Empty since PoissonNLL(max_log_rate) and
+# DiscretizedLogisticMixtureNLL(max_log_scale) clip their parameters.
+_KNOWN_NONFINITE = {}
 
 
 def _extreme_cases():
@@ -382,22 +373,20 @@ def test_infinite_float_arguments_are_rejected(case):
     assert_invalid_argument(info.value, name, float("inf"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BetaNLL accepts epsilon in [0, ~3e-8], where 1 - epsilon rounds "
-    "to 1.0 in float32 (or epsilon is 0): an exact 0 or 1 in the data gives "
-    "loss +-inf (losses/beta.py __init__ epsilon check and "
-    "_prepare_y_true clip)",
-    raises=AssertionError,
-)
-@BUDGET_XFAIL
-@given(epsilon=st.floats(0.0, 2.9e-8), raw=st.floats(-3.0, 3.0))
-@example(epsilon=0.0, raw=2.0)
+@BUDGET
+@given(epsilon=st.floats(2.0**-24, 1e-3), raw=st.floats(-3.0, 3.0))
+@example(epsilon=2.0**-24, raw=2.0)
 def test_beta_epsilon_keeps_exact_zeros_and_ones_finite(epsilon, raw):
     loss = L.BetaNLL(epsilon=epsilon)
     value = loss(np.array([[0.0, 1.0]], "float32"),
                  np.full((1, 4), raw, "float32"))
     assert_finite("loss", value)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 1e-9, 2.9e-8])
+def test_beta_epsilon_too_small_for_float32_is_refused(epsilon):
+    with pytest.raises(ValueError, match="argument `epsilon`"):
+        L.BetaNLL(epsilon=epsilon)
 
 
 # ======================================================= wrong params width

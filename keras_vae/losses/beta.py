@@ -12,6 +12,10 @@ from keras_vae.losses.base import LikelihoodLoss
 tfd = tfp.distributions
 
 
+# The smallest epsilon with 1 - epsilon < 1 in float32.
+_MIN_EPSILON = 2.0 ** -24
+
+
 @keras.saving.register_keras_serializable(package="keras_vae")
 class BetaNLL(LikelihoodLoss):
     """Negative log-likelihood of independent Beta elements.
@@ -36,7 +40,7 @@ class BetaNLL(LikelihoodLoss):
 
     Args:
         min_concentration: positive float added to both softplus outputs.
-        epsilon: float in [0, 0.5); data are clipped to
+        epsilon: float in [2**-24, 0.5); data are clipped to
             `[epsilon, 1 - epsilon]` before scoring, so exact 0s and 1s
             (e.g. black pixels) give a finite loss.
         validate: check that `y_true` lies in [0, 1] (see `LikelihoodLoss`).
@@ -63,10 +67,11 @@ class BetaNLL(LikelihoodLoss):
         if (
             isinstance(epsilon, bool)
             or not isinstance(epsilon, numbers.Real)
-            or not 0.0 <= epsilon < 0.5
+            or not _MIN_EPSILON <= epsilon < 0.5
         ):
-            raise _validation.invalid("epsilon", "a float in [0, 0.5)",
-                                      epsilon)
+            raise _validation.invalid(
+                "epsilon", "a float in [2**-24, 0.5) (smaller rounds "
+                "1 - epsilon to 1.0 in float32)", epsilon)
         self.epsilon = float(epsilon)
 
     def _make_distribution(self, params):

@@ -26,7 +26,7 @@ class DiscretizedLogisticMixtureNLL(LikelihoodLoss):
              1 - F_m(x - h)              if j = N - 1
              F_m(x + h) - F_m(x - h)     otherwise
     log p(x | w, mu, s) = sum_d log sum_m softmax(w_d)_m P_{d, m}(j_d)
-    s_m = exp(max(log_s_m, min_log_scale))
+    s_m = exp(clip(log_s_m, min_log_scale, max_log_scale))
     ```
 
     Locations `mu` and log-scales are in data units (`mu = 0` is the first
@@ -56,6 +56,10 @@ class DiscretizedLogisticMixtureNLL(LikelihoodLoss):
         num_bins: number of levels `N` of the data (256 for 8-bit).
         min_log_scale: lower bound of the log-scale, in data units; keeps
             the density bounded (-7 as in PixelCNN++).
+        max_log_scale: upper bound of the log-scale (default 7: a scale of
+            ~1100 data units, far wider than [0, 1]); above about 8 the
+            mass of a bin underflows float32 and the loss would be inf with
+            NaN gradients.
         validate: check that `y_true` lies in [0, 1] on the grid
             `j / (N - 1)` (to 0.01 of a bin) (see `LikelihoodLoss`).
         reduction, name, dtype: as for `keras.losses.Loss`.
@@ -78,7 +82,7 @@ class DiscretizedLogisticMixtureNLL(LikelihoodLoss):
     PARAMS_PER_ELEMENT = 15  # the default; 3 * num_components
 
     def __init__(self, num_components=5, num_bins=256, min_log_scale=-7.0,
-                 validate=False, reduction="sum_over_batch_size",
+                 max_log_scale=7.0, validate=False, reduction="sum_over_batch_size",
                  name="discretized_logistic_mixture_nll", dtype=None):
         super().__init__(validate=validate, reduction=reduction, name=name,
                          dtype=dtype)
@@ -92,6 +96,14 @@ class DiscretizedLogisticMixtureNLL(LikelihoodLoss):
         self.min_log_scale = _validation.check_float(
             "min_log_scale", min_log_scale
         )
+        self.max_log_scale = _validation.check_float(
+            "max_log_scale", max_log_scale
+        )
+        if self.max_log_scale <= self.min_log_scale:
+            raise _validation.invalid(
+                "max_log_scale", f"a float > min_log_scale={self.min_log_scale}",
+                max_log_scale,
+            )
 
     @property
     def params_per_element(self):
@@ -118,7 +130,9 @@ class DiscretizedLogisticMixtureNLL(LikelihoodLoss):
         """(logits, locs, log_scales), each `(..., C, M)`, in data units."""
         per_element = _utils.split_components(params, self.params_per_element)
         logits, locs, log_scales = tf.split(per_element, 3, axis=-1)
-        return logits, locs, tf.maximum(log_scales, self.min_log_scale)
+        return logits, locs, tf.clip_by_value(
+            log_scales, self.min_log_scale, self.max_log_scale
+        )
 
     def _make_distribution(self, params):
         logits, locs, log_scales = self._components(params)
@@ -164,5 +178,6 @@ class DiscretizedLogisticMixtureNLL(LikelihoodLoss):
             "num_components": self.num_components,
             "num_bins": self.num_bins,
             "min_log_scale": self.min_log_scale,
+            "max_log_scale": self.max_log_scale,
         })
         return config

@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from keras_vae import _validation
 from keras_vae.losses.base import LikelihoodLoss
 
 tfd = tfp.distributions
@@ -18,9 +19,13 @@ class PoissonNLL(LikelihoodLoss):
     ```
 
     where `r = log(rate)` is the decoder's raw output (no activation), one
-    per element, and `x_d` in `{0, 1, 2, ...}`. `mean` is `exp(r)`.
+    per element, clipped to `max_log_rate`, and `x_d` in `{0, 1, 2, ...}`.
+    `mean` is `exp(r)`.
 
     Args:
+        max_log_rate: ceiling of the log-rate (default 30, a rate of 1e13):
+            above about 88 `exp` overflows float32 and the loss and its
+            gradient would be inf. The gradient is 0 above the ceiling.
         validate: check that `y_true` holds non-negative integers (see
             `LikelihoodLoss`).
         reduction, name, dtype: as for `keras.losses.Loss`.
@@ -36,13 +41,22 @@ class PoissonNLL(LikelihoodLoss):
 
     PARAMS_PER_ELEMENT = 1
 
-    def __init__(self, validate=False, reduction="sum_over_batch_size",
-                 name="poisson_nll", dtype=None):
+    def __init__(self, max_log_rate=30.0, validate=False,
+                 reduction="sum_over_batch_size", name="poisson_nll",
+                 dtype=None):
         super().__init__(validate=validate, reduction=reduction, name=name,
                          dtype=dtype)
+        self.max_log_rate = _validation.check_float(
+            "max_log_rate", max_log_rate
+        )
 
     def _make_distribution(self, params):
-        return tfd.Poisson(log_rate=params)
+        return tfd.Poisson(log_rate=tf.minimum(params, self.max_log_rate))
+
+    def get_config(self):
+        config = super().get_config()
+        config["max_log_rate"] = self.max_log_rate
+        return config
 
     def _support_checks(self, y_true):
         return [(
