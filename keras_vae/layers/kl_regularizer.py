@@ -119,30 +119,34 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
             gaussian_posterior(loc, scale), self.prior_distribution(), z
         )
 
-    def penalty(self, loc, scale, z=None):
+    def penalty(self, loc, scale, z=None, kl=None):
         """The scalar added to the loss: weight · (free-bits) batch-mean KL.
 
         `z`: samples for the sampled estimate (or a function drawing them),
-        used only when the KL has no closed form.
+        used only when the KL has no closed form. `kl`: the per-example KL
+        when the caller has it already (not used with free bits, which need
+        it per dimension).
         """
         q = gaussian_posterior(loc, scale)
         p = self.prior_distribution()
         if self.free_bits > 0.0:
             per_dim = kl_per_dimension(q, p)
             if per_dim is not None:
-                kl = tf.reduce_sum(
+                total = tf.reduce_sum(
                     tf.maximum(tf.reduce_mean(per_dim, 0), self.free_bits)
                 )
             else:
-                kl = tf.maximum(
+                total = tf.maximum(
                     tf.reduce_mean(kl_divergence(q, p, z)),
                     self.free_bits * self.latent_dim,
                 )
         else:
-            kl = tf.reduce_mean(kl_divergence(q, p, z))
+            if kl is None:
+                kl = kl_divergence(q, p, z)
+            total = tf.reduce_mean(kl)
             if self.kl_capacity is not None:
-                kl = tf.abs(kl - self.kl_capacity)
-        return self.kl_weight * kl
+                total = tf.abs(total - self.kl_capacity)
+        return self.kl_weight * total
 
     def call(self, inputs):
         loc, scale = inputs

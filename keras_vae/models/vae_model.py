@@ -234,7 +234,7 @@ class VAEModel(VAEInference, keras.Model):
         """Everything the objectives need, for K = num_samples draws.
 
         Returns a dict of float32 tensors: `log_px_z` (K, B), `kl` (B,),
-        `penalty` (scalar β·KL term), `loc`, `scale`, `z` (K, B, L) and,
+        `loc`, `scale`, `z` (K, B, L) and,
         when `need_weights`, `log_pz` and `log_qz` (K, B). A `seed` (int
         tensor (2,)) fixes the noise instead of the sampler's stream.
         """
@@ -290,7 +290,9 @@ class VAEModel(VAEInference, keras.Model):
             )
             loss = -batch_mean(objectives.iwae(log_w))
         else:
-            penalty = self.kl_layer.penalty(t["loc"], t["scale"], t["z"])
+            penalty = self.kl_layer.penalty(
+                t["loc"], t["scale"], t["z"], kl=t["kl"]
+            )
             if w is not None:
                 penalty = penalty * tf.reduce_mean(w)
             loss = batch_mean(recon) + penalty
