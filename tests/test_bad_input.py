@@ -18,8 +18,7 @@ import pytest
 import tensorflow as tf
 
 import keras_vae
-from keras_vae import GaussianEncoderHead, KLRegularizer, ReparameterizedSample
-from keras_vae import losses
+from keras_vae import GaussianEncoderHead, KLRegularizer, ReparameterizedSample, losses
 
 # Raised by a `pytest.raises` block whose error never came ("DID NOT RAISE").
 DID_NOT_RAISE = pytest.fail.Exception

@@ -21,36 +21,20 @@ Budget: every test uses `BUDGET` (or a smaller setting); set
 (derandomised) sequence used in CI.
 """
 
-import os
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import HealthCheck, Phase, example, given, note, settings
+from hypothesis import example, given, note
 from hypothesis import strategies as st
 
 from keras_vae import GaussianEncoderHead, KLRegularizer, ReparameterizedSample
-
-# ------------------------------------------------------------------ budget
-MAX_EXAMPLES = int(os.environ.get("KERAS_VAE_HYPOTHESIS_EXAMPLES", "40"))
-BUDGET = settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    derandomize=not os.environ.get("KERAS_VAE_HYPOTHESIS_RANDOM"),
-    database=None,  # no replay of saved failures: same run every time
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    # No "explain" phase: it re-runs a failing example hundreds of times.
-    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
-    print_blob=True,
+from tests.hypothesis_budget import (
+    BUDGET,
+    BUDGET_CHEAP,
+    BUDGET_XFAIL,
 )
-# Cheap checks (argument validation) can afford more examples.
-BUDGET_CHEAP = settings(BUDGET, max_examples=2 * MAX_EXAMPLES)
-# Known failures (strict xfail): stop at the first counterexample, no shrink.
-BUDGET_XFAIL = settings(
-    BUDGET, max_examples=5, phases=[Phase.explicit, Phase.generate]
-)
-
 
 # ---------------------------------------------------------------- helpers
 LAYER_DTYPES = [

@@ -22,36 +22,24 @@ Budget: `BUDGET` below; `KERAS_VAE_HYPOTHESIS_EXAMPLES` scales it and
 (derandomised) sequence used in CI.
 """
 
-import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import HealthCheck, Phase, example, given, note, settings
+from hypothesis import example, given, note, settings
 from hypothesis import strategies as st
 
 from keras_vae import losses as L
-
-# ------------------------------------------------------------------ budget
-MAX_EXAMPLES = int(os.environ.get("KERAS_VAE_HYPOTHESIS_EXAMPLES", "40"))
-BUDGET = settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    derandomize=not os.environ.get("KERAS_VAE_HYPOTHESIS_RANDOM"),
-    database=None,  # no replay of saved failures: same run every time
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    # No "explain" phase: it re-runs a failing example hundreds of times.
-    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
-    print_blob=True,
+from tests.hypothesis_budget import (
+    BUDGET,
+    BUDGET_CHEAP,
+    BUDGET_XFAIL,
+    MAX_EXAMPLES,
 )
+
 # Per-loss tests run once per loss: fewer examples each.
 BUDGET_PER_LOSS = settings(
     BUDGET, max_examples=max(5, MAX_EXAMPLES * 5 // 8)
-)
-BUDGET_CHEAP = settings(BUDGET, max_examples=2 * MAX_EXAMPLES)
-# Known failures (strict xfail): stop at the first counterexample, no shrink.
-BUDGET_XFAIL = settings(
-    BUDGET, max_examples=5, phases=[Phase.explicit, Phase.generate]
 )
 
 

@@ -11,6 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
+
 def build():
     """The model both workers and the single-device reference train."""
     import keras
