@@ -69,6 +69,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_vae  # noqa: E402
+from common import cpu_model  # noqa: E402
 from keras_vae.losses import GaussianNLL  # noqa: E402
 
 D, L = 10, 3
@@ -290,17 +291,6 @@ def report_lines(data, ml, truth_test, ml_test, ml_train, truth_train, rows,
         "are orthogonal (what a diagonal posterior needs to be exact).",
     ]
     return lines
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def machine_lines(total_s):

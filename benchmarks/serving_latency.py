@@ -58,6 +58,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_vae  # noqa: E402
+from common import cpu_model  # noqa: E402
 
 # ------------------------------------------------------------ configuration
 INPUT_DIM = 784
@@ -81,17 +82,6 @@ SIGNATURES = ("serving_default", "encode", "decode", "sample",
 
 
 # ------------------------------------------------------------------ machine
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def load_line(when):
     try:
         load = os.getloadavg()

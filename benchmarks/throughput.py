@@ -64,6 +64,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_vae  # noqa: E402
+from common import PlainVAE, Sampling, cpu_model, mlp  # noqa: E402
 
 # ------------------------------------------------------------ configuration
 INPUT_DIM = 784
@@ -119,17 +120,6 @@ FRACTION_BATCH = 1024
 
 
 # ------------------------------------------------------------------ machine
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine_info():
     return [
         f"date: {datetime.datetime.now().isoformat(timespec='seconds')}",
@@ -253,12 +243,6 @@ def log_likelihood_flops(num_examples, num_samples):
     )
 
 
-def mlp(x, units):
-    for u in units:
-        x = keras.layers.Dense(u, activation="relu")(x)
-    return x
-
-
 def build_vae_model(jit_compile):
     """The user's story from DESIGN.md."""
     x_in = keras.Input((INPUT_DIM,))
@@ -274,66 +258,6 @@ def build_vae_model(jit_compile):
         jit_compile=jit_compile,
     )
     return model
-
-
-class Sampling(keras.layers.Layer):
-    """keras.io: z = z_mean + exp(z_log_var / 2) * eps."""
-
-    def __init__(self, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, inputs):
-        z_mean, z_log_var = inputs
-        eps = keras.random.normal(
-            keras.ops.shape(z_mean), seed=self.seed_generator
-        )
-        return z_mean + keras.ops.exp(0.5 * z_log_var) * eps
-
-
-class PlainVAE(keras.Model):
-    """keras.io's VAE: encoder/decoder models and a custom train_step."""
-
-    def __init__(self, encoder, decoder, **kwargs):
-        super().__init__(**kwargs)
-        self.encoder = encoder
-        self.decoder = decoder
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
-        self.kl_tracker = keras.metrics.Mean(name="kl")
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
-
-    def call(self, x):
-        return self.decoder(self.encoder(x)[2])
-
-    def train_step(self, data):
-        x = data
-        with tf.GradientTape() as tape:
-            z_mean, z_log_var, z = self.encoder(x, training=True)
-            logits = self.decoder(z, training=True)
-            reconstruction = keras.ops.mean(
-                keras.ops.sum(
-                    keras.ops.binary_crossentropy(x, logits, from_logits=True),
-                    axis=-1,
-                )
-            )
-            kl = keras.ops.mean(
-                -0.5 * keras.ops.sum(
-                    1.0 + z_log_var - keras.ops.square(z_mean)
-                    - keras.ops.exp(z_log_var),
-                    axis=-1,
-                )
-            )
-            loss = reconstruction + kl
-        grads = tape.gradient(loss, self.trainable_weights)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
-        self.loss_tracker.update_state(loss)
-        self.reconstruction_tracker.update_state(reconstruction)
-        self.kl_tracker.update_state(kl)
-        return {m.name: m.result() for m in self.metrics}
 
 
 def build_plain_model(jit_compile):

@@ -2,6 +2,9 @@
 
 import keras
 import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
 
 
 class LikelihoodLoss(keras.losses.Loss):
@@ -82,7 +85,9 @@ class LikelihoodLoss(keras.losses.Loss):
         dist = self._make_distribution(params)
         rank = len(dist.batch_shape)
         if rank > 1:
-            dist = _independent(dist, rank - 1)
+            dist = tfd.Independent(
+                dist, reinterpreted_batch_ndims=rank - 1
+            )
         return dist
 
     def log_prob(self, y_true, params):
@@ -163,10 +168,3 @@ class LikelihoodLoss(keras.losses.Loss):
         with tf.control_dependencies(deps):
             return tf.identity(y_true)
 
-
-def _independent(dist, ndims):
-    import tensorflow_probability as tfp
-
-    return tfp.distributions.Independent(
-        dist, reinterpreted_batch_ndims=ndims
-    )

@@ -241,17 +241,11 @@ class VAEModel(VAEInference, keras.Model):
         loc, scale = self.encoder(x, training=training)
         batch = tf.shape(loc)[0]
         z = self.sampler.draw(loc, scale, num_samples, seed)  # (K*B, L)
-        conditions = [
-            tf.tile(c, tf.concat([[num_samples], tf.ones_like(tf.shape(c)[1:])], 0))
-            for c in self._conditions(x)
-        ]
+        conditions = [_repeat(c, num_samples) for c in self._conditions(x)]
         params = self.decoder([z] + conditions, training=training)
-        y_rep = tf.tile(
-            tf.convert_to_tensor(y),
-            tf.concat([[num_samples], tf.ones_like(tf.shape(y)[1:])], 0),
-        )
         log_px_z = tf.reshape(
-            self.likelihood.log_prob(y_rep, params), (num_samples, batch)
+            self.likelihood.log_prob(_repeat(y, num_samples), params),
+            (num_samples, batch),
         )
         z = tf.reshape(z, (num_samples, batch, -1))
         terms = {
@@ -375,3 +369,9 @@ class VAEModel(VAEInference, keras.Model):
             x, y, sample_weight, training=False
         )
         return self._update_metrics(loss, values, tf.shape(y)[0])
+
+
+def _repeat(t, k):
+    """`k` copies of a batch stacked along axis 0 (sample-major, as z)."""
+    t = tf.convert_to_tensor(t)
+    return tf.tile(t, tf.concat([[k], tf.ones_like(tf.shape(t)[1:])], 0))
