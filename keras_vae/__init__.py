@@ -13,7 +13,11 @@ vae.compile(loss=keras_vae.losses.BernoulliNLL())
 from keras_vae import callbacks, evaluate, losses, objectives, priors
 from keras_vae.layers import (
     GaussianEncoderHead,
+    GumbelSoftmaxHead,
+    GumbelSoftmaxSample,
+    IAFSample,
     KLRegularizer,
+    LatentSample,
     ReparameterizedSample,
 )
 from keras_vae.models import VAEModel
@@ -22,7 +26,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GaussianEncoderHead",
+    "GumbelSoftmaxHead",
+    "GumbelSoftmaxSample",
+    "IAFSample",
     "KLRegularizer",
+    "LatentSample",
     "ReparameterizedSample",
     "VAEModel",
     "callbacks",

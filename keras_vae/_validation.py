@@ -47,7 +47,7 @@ def check_float(name, value, *, minimum=None, strict=False, allow_none=False):
 
 def check_choice(name, value, choices):
     if value not in choices:
-        raise invalid(name, f"one of {sorted(choices)}", value)
+        raise invalid(name, f"one of {sorted(choices, key=str)}", value)
     return value
 
 

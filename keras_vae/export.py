@@ -5,9 +5,9 @@ Signatures (each with named inputs and outputs and a dynamic batch axis):
 | signature | inputs | outputs |
 | --- | --- | --- |
 | `serving_default` | model inputs (`x`, or `x`, `condition_1`, ...) | `reconstruction` (likelihood mean at the posterior mean) |
-| `encode` | model inputs | `loc`, `scale` |
-| `decode` | `z` (+ conditions) | `params` (likelihood parameters), `mean` |
-| `sample` | `num_samples` (int32 scalar), `seed` (int32 scalar) (+ conditions, one row each) | `samples` |
+| `encode` | model inputs | `loc`, `scale` (`logits` for a categorical latent; with several latents `loc_<level>`, `scale_<level>`, ...) |
+| `decode` | `z` (`z_<level>` for each latent the decoder reads, when several) (+ conditions) | `params` (likelihood parameters), `mean` |
+| `sample` | `num_samples` (int32 scalar), `seed` (int32 scalar) (+ conditions, one row each) | `samples` (ancestral through the levels) |
 | `log_likelihood` | model inputs (+ `targets` for a conditional model) | `log_likelihood` (per example, importance-sampled with a fixed K, in chunks of 16 samples; deterministic: fixed seeds, so the same request gets the same scores; a row batched with other rows gets other draws, within the Monte Carlo error) |
 
 The SavedModel needs only TensorFlow to load (`tf.saved_model.load`), not
@@ -60,40 +60,47 @@ def export_serving(model, path, log_likelihood_samples=100):
     """
     k_ll = v.check_positive_int("log_likelihood_samples", log_likelihood_samples)
     likelihood = model.likelihood
+    graph = model._parts.graph
+    levels = graph.levels
     names = _input_names(model)
     in_specs = [_spec(t, n) for t, n in zip(model.inputs, names)]
-    cond_idx = model._parts.graph.condition_index
-    z_spec = tf.TensorSpec((None, model.latent_dim), tf.float32, name="z")
-    cond_specs = [in_specs[i] for i in cond_idx]
+    dec_idx = graph.decoder_input_index
+    cond_idx = graph.condition_index
+    z_specs = [
+        tf.TensorSpec(
+            (None,) + levels[d].z_shape, tf.float32,
+            name="z" if len(graph.decoder_z) == 1 else f"z_{levels[d].name}",
+        )
+        for d in graph.decoder_z
+    ]
     target_spec = _spec(model.outputs[0], "targets")
     single = len(in_specs) == 1
 
-    def as_inputs(args):
-        return args[0] if single else list(args)
-
     def reconstruct(*args):
-        x = as_inputs(args)
-        loc, _ = model.encoder(x, training=False)
-        conds = [args[i] for i in cond_idx]
-        params = model.decoder([loc] + conds, training=False)
+        _, params = model._mode_pass(list(args))
         return {"reconstruction": likelihood.mean(params)}
 
     def encode(*args):
-        loc, scale = model.encoder(as_inputs(args), training=False)
-        return {"loc": loc, "scale": scale}
+        per_level, _ = model._mode_pass(list(args))
+        out = {}
+        for level, params in zip(levels, per_level):
+            keys = ["logits"] if len(params) == 1 else ["loc", "scale"]
+            suffix = "" if len(levels) == 1 else f"_{level.name}"
+            out.update({k + suffix: p for k, p in zip(keys, params)})
+        return out
 
-    def decode(z, *conds):
-        params = model.decoder([z] + list(conds), training=False)
+    def decode(*args):
+        zs, conds = list(args[:len(z_specs)]), list(args[len(z_specs):])
+        params = model.decoder(zs + conds, training=False)
         return {"params": tf.cast(params, tf.float32),
                 "mean": likelihood.mean(params)}
 
     def sample(num_samples, seed, *conds):
-        prior = model.kl_layer.prior_distribution()
-        z = prior.sample(num_samples, seed=tf.stack([seed, 0]))
-        conds = [
-            tf.repeat(c[:1], num_samples, axis=0) for c in conds
-        ]
-        params = model.decoder([z] + conds, training=False)
+        conds = {
+            j: tf.repeat(c[:1], num_samples, axis=0)
+            for j, c in zip(cond_idx, conds)
+        }
+        params = model._ancestral(num_samples, seed, conds)
         return {"samples": likelihood.mean(params)}
 
     k_chunk = min(k_ll, _SAMPLES_PER_CHUNK)
@@ -135,11 +142,14 @@ def export_serving(model, path, log_likelihood_samples=100):
     archive.track(model)
     archive.add_endpoint("serving_default", reconstruct, in_specs)
     archive.add_endpoint("encode", encode, in_specs)
-    archive.add_endpoint("decode", decode, [z_spec] + cond_specs)
+    archive.add_endpoint(
+        "decode", decode, z_specs + [in_specs[j] for j in dec_idx]
+    )
     archive.add_endpoint(
         "sample", sample,
         [tf.TensorSpec((), tf.int32, name="num_samples"),
-         tf.TensorSpec((), tf.int32, name="seed")] + cond_specs,
+         tf.TensorSpec((), tf.int32, name="seed")]
+        + [in_specs[j] for j in cond_idx],
     )
     ll_specs = in_specs if single else in_specs + [target_spec]
     archive.add_endpoint("log_likelihood", log_likelihood, ll_specs)

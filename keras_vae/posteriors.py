@@ -6,8 +6,9 @@ TFP distribution, so the head, the KL, the sampler and the objectives agree
 on what a scale of a given rank means:
 
 ```none
-scale.shape == loc.shape          ->  q = prod_d N(z_d; loc_d, scale_d^2)
-scale.shape == loc.shape + (L,)   ->  q = N(z; loc, scale scale^T), scale lower-triangular
+(loc, scale), scale.shape == loc.shape         ->  q = prod_d N(z_d; loc_d, scale_d^2)
+(loc, scale), scale.shape == loc.shape + (L,)  ->  q = N(z; loc, scale scale^T), scale lower-triangular
+(logits,) of shape (B, N, C)                   ->  q = prod_n OneHotCategorical(z_n; logits_n)
 ```
 """
 
@@ -72,6 +73,28 @@ def gaussian_posterior(loc, scale):
     # analytic KL against every MultivariateNormalLinearOperator prior,
     # full-covariance ones included.
     return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
+
+
+def categorical_posterior(logits):
+    """N independent one-hot categoricals: batch (B,), event (N, C)."""
+    logits = tf.cast(logits, tf.float32)
+    return tfd.Independent(
+        tfd.OneHotCategorical(logits=logits, dtype=tf.float32),
+        reinterpreted_batch_ndims=1,
+    )
+
+
+def posterior_distribution(params):
+    """q(z | x) for a list of posterior parameters (see the module doc)."""
+    params = list(params)
+    if len(params) == 2:
+        return gaussian_posterior(*params)
+    if len(params) == 1:
+        return categorical_posterior(params[0])
+    raise ValueError(
+        "Posterior parameters are `(loc, scale)` (Gaussian) or `(logits,)` "
+        f"(categorical). Received {len(params)} tensors."
+    )
 
 
 def reparameterize(loc, scale, eps):

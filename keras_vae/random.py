@@ -27,6 +27,16 @@ import tensorflow as tf
 _REPLICA_STRIDE = 0x9E3779B9
 
 
+def uniform(shape, seed_generator=None, seed=None):
+    """U(0, 1) float32 noise of `shape`, strictly inside (0, 1).
+
+    Values are (k + 0.5) 2^-23 for 23-bit integers k: in [2^-24, 1 - 2^-24],
+    so log(u), log(1 - u) and ndtri(u) are finite. Seeded as
+    `standard_normal`; identical with and without XLA.
+    """
+    return _bits_to_uniform(_philox_bits(shape, seed_generator, seed))
+
+
 def standard_normal(shape, seed_generator=None, seed=None):
     """N(0, I) float32 noise of `shape`.
 
@@ -34,6 +44,22 @@ def standard_normal(shape, seed_generator=None, seed=None):
     advances), or by a fixed `seed` (an int tensor of shape (2,)): the same
     seed gives the same noise, with no state to update.
     """
+    return tf.math.ndtri(uniform(shape, seed_generator, seed))
+
+
+def _bits_to_uniform(bits):
+    """uint32 bits -> u in [2^-24, 1 - 2^-24], never 0 or 1.
+
+    23 bits, so that k + 0.5 (k < 2^23) is exact in float32 and u never
+    rounds to 0 or 1 (with 24 bits, k = 2^24 - 1 rounds to u = 1 and
+    ndtri(1) = inf, about once in 2^24 draws).
+    """
+    bits = tf.bitwise.right_shift(bits, tf.constant(9, tf.uint32))
+    return (tf.cast(bits, tf.float32) + 0.5) * (2.0 ** -23)
+
+
+def _philox_bits(shape, seed_generator, seed):
+    """Raw uint32 Philox bits: the part TF and XLA agree on."""
     if seed is None:
         seed = seed_generator.next()
     seed = tf.cast(seed, tf.int64)
@@ -43,20 +69,7 @@ def standard_normal(shape, seed_generator=None, seed=None):
         # or the replicas' halves of a batch would share their noise.
         rid = tf.cast(replica.replica_id_in_sync_group, tf.int64)
         seed = seed + tf.stack([rid * _REPLICA_STRIDE, tf.constant(0, tf.int64)])
-    bits = tf.random.stateless_uniform(
+    return tf.random.stateless_uniform(
         shape, seed=seed, minval=None, maxval=None, dtype=tf.uint32,
         alg="philox",
     )
-    return _bits_to_normal(bits)
-
-
-def _bits_to_normal(bits):
-    """uint32 bits -> N(0, 1), finite for every input.
-
-    23 bits, so that k + 0.5 (k < 2^23) is exact in float32 and u never
-    rounds to 0 or 1 (with 24 bits, k = 2^24 - 1 rounds to u = 1 and
-    ndtri(1) = inf, about once in 2^24 draws).
-    """
-    bits = tf.bitwise.right_shift(bits, tf.constant(9, tf.uint32))
-    u = (tf.cast(bits, tf.float32) + 0.5) * (2.0 ** -23)
-    return tf.math.ndtri(u)

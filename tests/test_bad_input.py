@@ -184,23 +184,24 @@ def test_model_without_reparameterized_sample():
     with pytest.raises(ValueError) as info:
         keras_vae.VAEModel(x, logits, name="no_z")
     msg = str(info.value)
-    assert "'no_z' has no ReparameterizedSample layer" in msg, msg
+    assert "'no_z' has no latent sampling layer" in msg, msg
     assert "'head', 'kl', 'logits'" in msg, msg  # the layers it received
 
 
-def test_model_with_two_reparameterized_samples():
-    with pytest.raises(ValueError) as info:
-        tiny_vae(second_sampler=True, name="two_z")
-    msg = str(info.value)
-    assert "found 2 ReparameterizedSample layers" in msg, msg
-    assert "['sampler', 'sampler_2']" in msg, msg
+def test_model_with_two_samples_is_two_levels():
+    # z -> z_2 -> x: a two-level model (each level with its own KL), not an
+    # ambiguity.
+    vae = tiny_vae(second_sampler=True, name="two_z")
+    assert [level.name for level in vae.levels] == ["sampler", "sampler_2"]
+    with pytest.raises(ValueError, match=r"has 2 latent levels"):
+        vae.kl_layer
 
 
 def test_model_sample_not_fed_by_kl_regularizer():
     with pytest.raises(ValueError) as info:
         tiny_vae(with_kl=False, name="no_kl")
     msg = str(info.value)
-    assert "ReparameterizedSample 'sampler' does not come from a " \
+    assert "entering 'sampler' do not come straight from a " \
         "KLRegularizer" in msg, msg
 
 

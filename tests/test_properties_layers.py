@@ -302,7 +302,7 @@ def test_kl_regularizer_is_identity_with_one_finite_documented_penalty(
     value = float(penalty)
     assert value >= 0.0
 
-    kl = layer.kl_divergence(loc, scale)
+    kl = layer.kl_divergence([loc, scale])
     assert tuple(kl.shape) == (batch,) and kl.dtype == tf.float32
     assert_finite("KL", kl)
     kl = kl.numpy().astype("float64")

@@ -1,7 +1,19 @@
-"""The three layers that turn a Keras model into a VAE."""
+"""The layers that turn a Keras model into a VAE."""
 
 from keras_vae.layers.gaussian_encoder_head import GaussianEncoderHead
+from keras_vae.layers.gumbel_softmax_head import GumbelSoftmaxHead
+from keras_vae.layers.gumbel_softmax_sample import GumbelSoftmaxSample
+from keras_vae.layers.iaf_sample import IAFSample
 from keras_vae.layers.kl_regularizer import KLRegularizer
+from keras_vae.layers.latent_sample import LatentSample
 from keras_vae.layers.reparameterized_sample import ReparameterizedSample
 
-__all__ = ["GaussianEncoderHead", "KLRegularizer", "ReparameterizedSample"]
+__all__ = [
+    "GaussianEncoderHead",
+    "GumbelSoftmaxHead",
+    "GumbelSoftmaxSample",
+    "IAFSample",
+    "KLRegularizer",
+    "LatentSample",
+    "ReparameterizedSample",
+]

@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from keras_vae import _validation as v
-from keras_vae.layers._seed_state import SavesSeedState
+from keras_vae.layers.latent_sample import LatentSample
 from keras_vae.posteriors import (
     check_input_shape,
     check_loc_scale,
@@ -16,7 +16,7 @@ INFERENCE_MODES = ("mean", "sample")
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class ReparameterizedSample(SavesSeedState, keras.layers.Layer):
+class ReparameterizedSample(LatentSample):
     """Draws z ~ q(z | x) = N(loc, Σ) by the reparameterisation trick.
 
     ```none
@@ -87,6 +87,15 @@ class ReparameterizedSample(SavesSeedState, keras.layers.Layer):
         eps = standard_normal(shape, self.seed_generator, seed=seed)
         z = reparameterize(loc, scale, eps)
         return tf.reshape(z, (-1, tf.shape(loc)[-1]))
+
+    def draw_latent(self, params, context=(), num_samples=1, seed=None,
+                    training=True):
+        """`LatentSample` protocol: K draws; log q is the Gaussian's."""
+        loc, scale = params
+        return self.draw(loc, scale, num_samples, seed), None
+
+    def mode(self, params, context=()):
+        return keras.ops.cast(params[0], "float32")
 
     def call(self, inputs, training=None):
         loc, scale = inputs

@@ -9,73 +9,165 @@ import tensorflow as tf
 
 from keras_vae import _validation as v
 from keras_vae import objectives
+from keras_vae.models.graph import call_as_list
 
 # Decoder rows (K samples x examples) per call in `log_likelihood` / `elbo`.
 _ROWS_PER_CHUNK = 8192
 
 
 class VAEInference:
-    """Mixin of `VAEModel`: inference on arrays (needs `_terms`, `encoder`,
-    `decoder`, `likelihood`, `kl_layer`, `_conditions`, `_parts`)."""
+    """Mixin of `VAEModel`: inference on arrays (needs `_terms`, `levels`,
+    `encoder`, `decoder`, `likelihood`, `_parts`)."""
 
     def encode(self, x, batch_size=256):
-        """Posterior parameters `(loc, scale)` of q(z | x), as NumPy."""
-        loc, scale = self.encoder.predict(x, batch_size=batch_size, verbose=0)
-        return loc, scale
+        """Posterior parameters of q(z | x), as NumPy.
+
+        One latent: `(loc, scale)` (Gaussian) or the logits (categorical).
+        Several latents: a list with one such entry per level (in
+        `levels` order), each computed given the earlier levels' modes.
+        """
+        if len(self.levels) == 1:
+            out = self.encoder.predict(x, batch_size=batch_size, verbose=0)
+            return tuple(out) if isinstance(out, (list, tuple)) else out
+        per_level, _ = self._batched(self._mode_pass_fn(), x, batch_size)
+        return [p[0] if len(p) == 1 else tuple(p) for p in per_level]
 
     def decode(self, z, condition=None, batch_size=256):
-        """Likelihood parameters (the decoder output) for latents `z`."""
+        """Likelihood parameters (the decoder output) for latents `z`.
+
+        `z`: an array, or a list of arrays when the decoder reads several
+        latents. `condition`: the decoder's other inputs (a label).
+        """
+        zs = list(z) if isinstance(z, (list, tuple)) else [z]
+        zs = [np.asarray(a, "float32") for a in zs]
+        index = self._parts.graph.decoder_input_index
+        conds = self._condition_list(condition, len(zs[0]), index)
         return self.decoder.predict(
-            [np.asarray(z, "float32")] + self._condition_list(condition, len(z)),
-            batch_size=batch_size, verbose=0,
+            zs + [conds[j] for j in index], batch_size=batch_size, verbose=0,
         )
 
     def reconstruct(self, x, batch_size=256):
-        """E[x | z = posterior mean]: the likelihood's mean, as NumPy."""
-        loc, _ = self.encode(x, batch_size=batch_size)
-        conditions = self._conditions(x)
-        params = self.decode(loc, conditions or None, batch_size=batch_size)
+        """E[x | z]: the likelihood's mean with every latent at its
+        posterior mode (the mean; through the flow for `IAFSample`)."""
+        _, params = self._batched(self._mode_pass_fn(), x, batch_size)
         return np.asarray(self.likelihood.mean(params))
 
     def sample(self, n, seed=None, condition=None):
         """Draws `n` latents from the prior, decodes, returns the mean.
 
+        With several latents the draw is ancestral: each level from its
+        prior given the levels drawn before (z2 ~ p(z2), z1 ~ p(z1 | z2)),
+        then x from the decoder.
+
         Args:
             n: number of samples.
             seed: int for reproducible draws (the same seed gives the same
                 samples), or None.
-            condition: for a conditional VAE, the decoder's other inputs
-                (one row, broadcast to `n`, or `n` rows).
+            condition: for a conditional VAE, the inputs the decoder (and
+                conditional priors) read besides z (one row, broadcast to
+                `n`, or `n` rows; a list when there are several).
         """
         n = v.check_positive_int("n", n)
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))
-        prior = self.kl_layer.prior_distribution()
-        z = prior.sample(n, seed=tf.constant([seed, 0], tf.int32))
-        params = self.decode(z.numpy(), condition)
+        conds = self._condition_list(
+            condition, n, self._parts.graph.condition_index
+        )
+        conds = {j: tf.convert_to_tensor(c) for j, c in conds.items()}
+        params = self._ancestral(n, tf.constant(seed, tf.int32), conds)
         return np.asarray(self.likelihood.mean(params))
 
-    def _condition_list(self, condition, n):
-        needed = len(self._parts.graph.condition_index)
-        if needed == 0:
+    # -------------------------------------------------- graph passes (TF)
+    def _mode_pass(self, xs):
+        """Every level at its posterior mode, then the decoder.
+
+        Returns `(params per level, likelihood params)`.
+        """
+        zs, per_level = [], []
+        for level in self.levels:
+            inputs = [xs[j] for j in level.input_index]
+            inputs += [zs[d] for d in level.z_deps]
+            outputs = call_as_list(level.stage, inputs, training=False)
+            n, m = level.num_params, level.num_prior_params
+            params = outputs[:n]
+            zs.append(level.sampler.mode(params, outputs[n + m:]))
+            per_level.append(params)
+        graph = self._parts.graph
+        decoder_in = [zs[d] for d in graph.decoder_z]
+        decoder_in += [xs[j] for j in graph.decoder_input_index]
+        return per_level, self.decoder(decoder_in, training=False)
+
+    def _mode_pass_fn(self):
+        fn = self._parts.functions.get("mode_pass")
+        if fn is None:
+            fn = tf.function(self._mode_pass, reduce_retracing=True)
+            self._parts.functions["mode_pass"] = fn
+        return fn
+
+    def _ancestral(self, n, seed, conditions):
+        """Likelihood params of `n` draws from p(z...) p(x | z...).
+
+        `seed`: int32 scalar tensor; level i draws with seed `(seed, i)`.
+        `conditions`: dict model-input index -> tensor of `n` rows.
+        """
+        zs = []
+        for i, level in enumerate(self.levels):
+            level_seed = tf.stack([seed, tf.constant(i, seed.dtype)])
+            if level.prior_model is not None:
+                inputs = [conditions[j] for j in level.prior_input_index]
+                inputs += [zs[d] for d in level.prior_z_deps]
+                prior_params = call_as_list(
+                    level.prior_model, inputs, training=False
+                )
+                p = level.kl.prior_distribution(prior_params)
+                z = p.sample(seed=level_seed)
+            else:
+                z = level.kl.prior_distribution().sample(n, seed=level_seed)
+            zs.append(tf.cast(z, tf.float32))
+        graph = self._parts.graph
+        decoder_in = [zs[d] for d in graph.decoder_z]
+        decoder_in += [conditions[j] for j in graph.decoder_input_index]
+        return self.decoder(decoder_in, training=False)
+
+    def _batched(self, fn, x, batch_size):
+        """`fn(list of input batches)` over `x` in batches; NumPy, concatenated."""
+        batch_size = v.check_positive_int("batch_size", batch_size)
+        xs = list(x) if isinstance(x, (list, tuple)) else [x]
+        xs = [np.asarray(a) for a in xs]
+        outs = []
+        for start in range(0, len(xs[0]), batch_size):
+            out = fn([a[start:start + batch_size] for a in xs])
+            outs.append(tf.nest.map_structure(lambda t: t.numpy(), out))
+        return tf.nest.map_structure(
+            lambda *parts: np.concatenate(parts, axis=0), *outs
+        )
+
+    def _condition_list(self, condition, n, index):
+        """dict model-input index -> array of `n` rows, for inputs `index`."""
+        if not index:
             if condition is not None:
                 raise ValueError(
-                    "This VAEModel's decoder reads only z; received a "
+                    "This VAEModel generates from z alone; received a "
                     "`condition`."
                 )
-            return []
+            return {}
         if condition is None:
             raise ValueError(
-                f"This VAEModel's decoder also reads {needed} model "
-                "input(s) (a conditional VAE): pass `condition=`."
+                f"This VAEModel's decoder or prior also reads {len(index)} "
+                "model input(s) (a conditional VAE): pass `condition=`."
             )
         conds = condition if isinstance(condition, (list, tuple)) else [condition]
-        out = []
-        for c in conds:
+        if len(conds) != len(index):
+            raise ValueError(
+                f"Expected {len(index)} condition array(s) (model inputs "
+                f"{index}). Received {len(conds)}."
+            )
+        out = {}
+        for j, c in zip(index, conds):
             c = np.asarray(c)
             if c.shape[0] == 1 and n != 1:
                 c = np.repeat(c, n, axis=0)
-            out.append(c)
+            out[j] = c
         return out
 
     def _chunked(self, name, x, y, num_samples, batch_size, reduce):

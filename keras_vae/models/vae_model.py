@@ -8,7 +8,6 @@ from keras_vae import objectives
 from keras_vae.models import graph as graph_lib
 from keras_vae.models._nonfinite import NonFiniteGuard, make_counters
 from keras_vae.models.inference import VAEInference
-from keras_vae.posteriors import gaussian_posterior
 
 
 class _Parts:
@@ -21,6 +20,18 @@ class _Parts:
     def __init__(self, vae_graph):
         self.graph = vae_graph
         self.functions = {}
+
+    def loss_layers(self):
+        """Each layer of the stages and decoder once (for layer losses:
+        regularisers, `add_loss`); the KLRegularizers are not among them."""
+        seen, layers = set(), []
+        models = [level.stage for level in self.graph.levels]
+        for model in models + [self.graph.decoder]:
+            for layer in model.layers:
+                if id(layer) not in seen:
+                    seen.add(id(layer))
+                    layers.append(layer)
+        return layers
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -43,6 +54,14 @@ class VAEModel(VAEInference, keras.Model):
     `log_prob` and the distribution's mean). K samples per example are
     folded into the batch axis, so the decoder runs once per step on K·B
     rows whatever its layers.
+
+    Several latents (a hierarchical VAE) are read from the graph too: each
+    `LatentSample` layer with its `KLRegularizer` is a level, the levels
+    are run in the order the graph imposes (a level's posterior and prior
+    may read earlier levels' z), and the KL of the ELBO is the sum over
+    levels, each also reported as the metric `kl_<sampling layer name>`.
+    With K samples the levels after the first run on K copies of the
+    batch (their posterior depends on the earlier draw).
 
     Data as for any Keras model: `x` alone (the target is `x`),
     `(inputs, targets)`, or `(inputs, targets, sample_weight)`. A
@@ -68,36 +87,82 @@ class VAEModel(VAEInference, keras.Model):
     def __init__(self, inputs, outputs, name=None, **kwargs):
         super().__init__(inputs, outputs, name=name, **kwargs)
         self._parts = _Parts(graph_lib.analyse(self))
+        self._attach_encoder_priors()
         self.objective = "elbo"
         self.num_samples = 1
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.elbo_tracker = keras.metrics.Mean(name="elbo")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
         self.kl_tracker = keras.metrics.Mean(name="kl")
+        self.level_kl_trackers = []
+        if len(self.levels) > 1:
+            self.level_kl_trackers = [
+                keras.metrics.Mean(name=f"kl_{level.name}")
+                for level in self.levels
+            ]
         self._nonfinite = make_counters()  # not logged; see _nonfinite.py
+
+    def _attach_encoder_priors(self):
+        """Gives priors defined by the encoder (VampPrior) their encoder."""
+        for level in self.levels:
+            prior = level.kl.prior
+            if not hasattr(prior, "attach_encoder"):
+                continue
+            if level.z_deps or len(level.input_index) != 1:
+                raise ValueError(
+                    f"{type(prior).__name__} of '{level.kl.name}' needs a "
+                    "latent whose posterior reads exactly one model input "
+                    "and no other latent (its pseudo-inputs take that "
+                    f"input's shape); '{level.name}' reads inputs "
+                    f"{level.input_index} and levels {level.z_deps}."
+                )
+            n = level.num_params
+
+            def encoder(u, stage=level.stage, n=n):
+                return graph_lib.call_as_list(stage, u)[:n]
+
+            prior.attach_encoder(
+                encoder, tuple(self.inputs[level.input_index[0]].shape)
+            )
 
     # ----------------------------------------------------------- pieces
     @property
+    def levels(self):
+        """The latent levels (`models.graph.Level`), in sampling order."""
+        return self._parts.graph.levels
+
+    def _single(self, what):
+        if len(self.levels) != 1:
+            raise ValueError(
+                f"VAEModel '{self.name}' has {len(self.levels)} latent levels "
+                f"({[l.name for l in self.levels]}), so it has no single "
+                f"`{what}`; see `VAEModel.levels`."
+            )
+        return self.levels[0]
+
+    @property
     def encoder(self):
-        """`keras.Model`: model inputs -> `[loc, scale]` of q(z | x)."""
+        """`keras.Model`: model inputs -> posterior params of q(z | x)
+        (`[loc, scale]` or `[logits]`); one-level models only."""
+        self._single("encoder")
         return self._parts.graph.encoder
 
     @property
     def decoder(self):
-        """`keras.Model`: `[z, *conditions]` -> likelihood parameters."""
+        """`keras.Model`: `[z..., *conditions]` -> likelihood parameters."""
         return self._parts.graph.decoder
 
     @property
     def kl_layer(self):
-        return self._parts.graph.kl
+        return self._single("kl_layer").kl
 
     @property
     def sampler(self):
-        return self._parts.graph.sampler
+        return self._single("sampler").sampler
 
     @property
     def latent_dim(self):
-        return int(self.sampler.output.shape[-1])
+        return int(self._single("latent_dim").z_shape[-1])
 
     @property
     def likelihood(self):
@@ -117,7 +182,7 @@ class VAEModel(VAEInference, keras.Model):
             self.elbo_tracker,
             self.reconstruction_tracker,
             self.kl_tracker,
-        ]
+        ] + list(self.level_kl_trackers)
 
     # ----------------------------------------------------------- compile
     def compile(
@@ -165,6 +230,14 @@ class VAEModel(VAEInference, keras.Model):
         self.objective = v.check_choice(
             "objective", objective, objectives.OBJECTIVES
         )
+        relaxed = [l.name for l in self.levels if l.sampler.relaxed]
+        if self.objective == "iwae" and relaxed:
+            raise ValueError(
+                "objective='iwae' needs the density q(z | x) of every "
+                "training draw; the relaxed (Gumbel-softmax) samples of "
+                f"{relaxed} have none in the discrete model. Use "
+                f"objective='elbo'. Received: objective={objective!r}"
+            )
         self.num_samples = v.check_positive_int("num_samples", num_samples)
         if jit_compile is True and self._replicas() > 1:
             # XLA cannot compile the cross-device step of a multi-replica
@@ -227,39 +300,100 @@ class VAEModel(VAEInference, keras.Model):
         return x[0] if isinstance(x, (list, tuple)) else x
 
     def _conditions(self, x):
+        """The model inputs the decoder reads besides z (a label)."""
         xs = x if isinstance(x, (list, tuple)) else [x]
-        return [xs[i] for i in self._parts.graph.condition_index]
+        return [xs[i] for i in self._parts.graph.decoder_input_index]
 
-    def _terms(self, x, y, num_samples, training, need_weights, seed=None):
+    def _terms(self, x, y, num_samples, training, need_weights=True,
+               seed=None):
         """Everything the objectives need, for K = num_samples draws.
 
-        Returns a dict of float32 tensors: `log_px_z` (K, B), `kl` (B,),
-        `loc`, `scale`, `z` (K, B, L) and,
-        when `need_weights`, `log_pz` and `log_qz` (K, B). A `seed` (int
-        tensor (2,)) fixes the noise instead of the sampler's stream.
+        Returns a dict of float32 tensors: `log_px_z` (K, B), `kl` (B,)
+        (summed over levels), `kl_levels` (list of (B,)), `penalty` (the
+        scalar β-weighted, free-bits/capacity KL term of the loss),
+        `log_pz`, `log_qz` (K, B) (summed over levels) and
+        `log_weight_prior` (K, B): sum over levels of β (log p - log q), as
+        the IWAE objective weighs them. A `seed` (int tensor (2,)) fixes
+        the noise instead of the samplers' streams. (`need_weights` is
+        kept for callers; unused outputs are pruned from the graph.)
         """
-        loc, scale = self.encoder(x, training=training)
-        batch = tf.shape(loc)[0]
-        z = self.sampler.draw(loc, scale, num_samples, seed)  # (K*B, L)
-        conditions = [_repeat(c, num_samples) for c in self._conditions(x)]
-        params = self.decoder([z] + conditions, training=training)
+        k = num_samples
+        xs = list(x) if isinstance(x, (list, tuple)) else [x]
+        batch = tf.shape(xs[0])[0]
+        tiled = {}
+
+        def model_input(j, repeat):
+            if not repeat:
+                return xs[j]
+            if j not in tiled:
+                tiled[j] = _repeat(xs[j], k)
+            return tiled[j]
+
+        zs, kls, penalties = [], [], []
+        log_pz = log_qz = weighted = 0.0
+        for i, level in enumerate(self.levels):
+            rows_k = bool(level.z_deps)  # the stage runs on K*B rows
+            inputs = [model_input(j, rows_k) for j in level.input_index]
+            inputs += [zs[d] for d in level.z_deps]
+            outputs = graph_lib.call_as_list(
+                level.stage, inputs, training=training
+            )
+            n, m = level.num_params, level.num_prior_params
+            params = outputs[:n]
+            prior_params = outputs[n:n + m] or None
+            context = outputs[n + m:]
+            level_seed = seed
+            if seed is not None and i:
+                level_seed = tf.cast(seed, tf.int64) + tf.constant(
+                    [0, 1_000_003 * i], tf.int64
+                )
+            z, log_q = level.sampler.draw_latent(
+                params, context, 1 if rows_k else k, level_seed,
+                training=training,
+            )
+            zs.append(z)
+            kl_layer = level.kl
+            q = level.sampler.posterior(params)
+            p = kl_layer.prior_distribution(prior_params)
+            # Shapes: per row of the stage, then (K, B).
+            z_eval = z if rows_k else _unfold(z, k, batch)
+            if log_q is not None and not rows_k:
+                log_q = tf.reshape(log_q, (k, batch))
+            kl = objectives.kl_divergence(q, p, z_eval, log_q)
+            if log_q is None:
+                log_q = q.log_prob(z_eval)
+            lp = p.log_prob(z_eval)
+            per_dim = None
+            if kl_layer.free_bits > 0.0 and not level.sampler.sampled_kl:
+                per_dim = objectives.kl_per_dimension(q, p)
+            if rows_k:
+                kl = tf.reduce_mean(tf.reshape(kl, (k, batch)), 0)
+                log_q = tf.reshape(log_q, (k, batch))
+                lp = tf.reshape(lp, (k, batch))
+                if per_dim is not None:
+                    per_dim = tf.reduce_mean(_unfold(per_dim, k, batch), 0)
+            kls.append(kl)
+            penalties.append(kl_layer.penalty(kl, per_dim))
+            log_pz += lp
+            log_qz += log_q
+            weighted += kl_layer.kl_weight * (lp - log_q)
+
+        graph = self._parts.graph
+        decoder_in = [zs[d] for d in graph.decoder_z]
+        decoder_in += [model_input(j, True) for j in graph.decoder_input_index]
+        params = self.decoder(decoder_in, training=training)
         log_px_z = tf.reshape(
-            self.likelihood.log_prob(_repeat(y, num_samples), params),
-            (num_samples, batch),
+            self.likelihood.log_prob(_repeat(y, k), params), (k, batch)
         )
-        z = tf.reshape(z, (num_samples, batch, -1))
-        terms = {
+        return {
             "log_px_z": log_px_z,
-            "kl": self.kl_layer.kl_divergence(loc, scale, z),
-            "loc": loc,
-            "scale": scale,
-            "z": z,
+            "kl": tf.add_n(kls),
+            "kl_levels": kls,
+            "penalty": tf.add_n(penalties),
+            "log_pz": log_pz,
+            "log_qz": log_qz,
+            "log_weight_prior": weighted,
         }
-        if need_weights:
-            q = gaussian_posterior(loc, scale)
-            terms["log_qz"] = q.log_prob(z)
-            terms["log_pz"] = self.kl_layer.prior_distribution().log_prob(z)
-        return terms
 
     def _losses_and_metrics(self, x, y, sample_weight, training):
         k = self.num_samples
@@ -278,26 +412,24 @@ class VAEModel(VAEInference, keras.Model):
         recon = -tf.reduce_mean(t["log_px_z"], axis=0)
         elbo = objectives.elbo(t["log_px_z"], t["kl"])
         if iwae:
-            log_w = objectives.log_weights(
-                t["log_px_z"], t["log_pz"], t["log_qz"],
-                self.kl_layer.kl_weight,
-            )
+            log_w = t["log_px_z"] + t["log_weight_prior"]
             loss = -batch_mean(objectives.iwae(log_w))
         else:
-            penalty = self.kl_layer.penalty(
-                t["loc"], t["scale"], t["z"], kl=t["kl"]
-            )
+            penalty = t["penalty"]
             if w is not None:
                 penalty = penalty * tf.reduce_mean(w)
             loss = batch_mean(recon) + penalty
-        extra = self.encoder.losses + self.decoder.losses
+        extra = [l for layer in self._parts.loss_layers() for l in layer.losses]
         if extra:
             loss = loss + tf.add_n([tf.cast(l, tf.float32) for l in extra])
-        return loss, {
+        values = {
             "elbo": batch_mean(elbo),
             "reconstruction": batch_mean(recon),
             "kl": batch_mean(t["kl"]),
         }
+        if self.level_kl_trackers:
+            values["kl_levels"] = [batch_mean(kl) for kl in t["kl_levels"]]
+        return loss, values
 
     def _update_metrics(self, loss, values, batch):
         self.loss_tracker.update_state(loss, sample_weight=batch)
@@ -306,6 +438,9 @@ class VAEModel(VAEInference, keras.Model):
             values["reconstruction"], sample_weight=batch
         )
         self.kl_tracker.update_state(values["kl"], sample_weight=batch)
+        for tracker, kl in zip(self.level_kl_trackers,
+                               values.get("kl_levels", [])):
+            tracker.update_state(kl, sample_weight=batch)
         results = {m.name: m.result() for m in self.metrics}
         if self._multi_worker():
             # Keras 3.15 reduces step outputs of a multi-worker strategy with
@@ -369,6 +504,11 @@ class VAEModel(VAEInference, keras.Model):
             x, y, sample_weight, training=False
         )
         return self._update_metrics(loss, values, tf.shape(y)[0])
+
+
+def _unfold(t, k, batch):
+    """(K*B, ...) sample-major rows -> (K, B, ...)."""
+    return tf.reshape(t, tf.concat([[k, batch], tf.shape(t)[1:]], 0))
 
 
 def _repeat(t, k):

@@ -30,7 +30,7 @@ def has_analytic_kl(q, p):
     return analytic_kl(q, p) is not None
 
 
-def kl_divergence(q, p, z=None):
+def kl_divergence(q, p, z=None, log_q=None):
     """Per-example KL(q || p), shape = q.batch_shape, float32.
 
     Args:
@@ -41,16 +41,23 @@ def kl_divergence(q, p, z=None):
             function of no arguments that draws them (called only then).
             When None and no analytic form exists, one sample is drawn from
             q by TFP.
+        log_q: log q(z) at `z` (shape (..., B)) when `q` is not the
+            distribution z was drawn from (a flow pushes q's samples
+            through a bijection): the estimate is then always the sampled
+            log_q - log p(z), never q's closed form.
     """
-    kl = analytic_kl(q, p)
-    if kl is not None:
-        return kl
+    if log_q is None:
+        kl = analytic_kl(q, p)
+        if kl is not None:
+            return kl
     if callable(z):
         z = z()
     if z is None:
         z = q.sample()
     z = tf.cast(z, tf.float32)
-    log_ratio = q.log_prob(z) - p.log_prob(z)
+    if log_q is None:
+        log_q = q.log_prob(z)
+    log_ratio = tf.cast(log_q, tf.float32) - p.log_prob(z)
     extra = len(log_ratio.shape) - len(q.batch_shape)
     if extra > 0:
         log_ratio = tf.reduce_mean(log_ratio, axis=list(range(extra)))

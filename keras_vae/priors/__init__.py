@@ -6,16 +6,23 @@ from keras_vae.priors.base import Prior
 from keras_vae.priors.learned_gaussian import LearnedGaussian
 from keras_vae.priors.mixture_of_gaussians import MixtureOfGaussians
 from keras_vae.priors.standard_normal import StandardNormal
+from keras_vae.priors.uniform_categorical import UniformCategorical
+from keras_vae.priors.vamp_prior import VampPrior
 
 __all__ = [
     "LearnedGaussian",
     "MixtureOfGaussians",
     "Prior",
     "StandardNormal",
+    "UniformCategorical",
+    "VampPrior",
     "get",
 ]
 
-_BY_NAME = {"standard_normal": StandardNormal}
+_BY_NAME = {
+    "standard_normal": StandardNormal,
+    "uniform_categorical": UniformCategorical,
+}
 
 
 def get(identifier):

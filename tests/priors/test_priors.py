@@ -63,7 +63,7 @@ def test_mixture_matches_tfp_and_its_kl_is_sampled():
     # estimate within 5 standard errors.
     z1 = q.sample(100_000, seed=tf.constant([1, 1]))
     z2 = q.sample(100_000, seed=tf.constant([2, 2]))
-    est = layer.kl_divergence(LOC, SCALE, z1).numpy()
+    est = layer.kl_divergence([LOC, SCALE], z=z1).numpy()
     ratio = (q.log_prob(z2) - p.log_prob(z2)).numpy()
     se = ratio.std(0) / np.sqrt(len(ratio))
     assert np.all(np.abs(est - ratio.mean(0)) < 5 * np.sqrt(2) * se)
