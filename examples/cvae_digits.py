@@ -95,7 +95,8 @@ def parse_args(argv=None):
         "(default: %(default)s)")
     add("--data", type=pathlib.Path, help="local .npz with x_train, "
         "y_train, x_test, y_test (mnist.npz layout), used instead of digits")
-    add("--out", type=pathlib.Path, default=pathlib.Path("outputs/cvae_digits"),
+    add("--out", type=pathlib.Path,
+        default=pathlib.Path("outputs/cvae_digits"),
         help="output directory (default: %(default)s)")
     add("--seed", type=int, default=0, help="seed of the split, "
         "binarization, shuffling, weights, noise and samples (default: 0)")
@@ -106,13 +107,13 @@ def parse_args(argv=None):
 
 
 # ------------------------------------------------------------------ data
-def _to_unit(x):
-    """Flattens and scales grey levels to float32 in [0, 1]."""
-    x = np.asarray(x, np.float32).reshape(len(x), -1)
-    top = x.max()
-    if top > 1.0:  # digits: 0..16, MNIST: 0..255
-        x = x / (16.0 if top <= 16.0 else 255.0 if top <= 255.0 else top)
-    return x
+def _to_unit(x_train, x_test):
+    """Flattens and scales grey levels to float32 in [0, 1] (one scale)."""
+    x_train, x_test = (np.asarray(x, np.float32).reshape(len(x), -1)
+                       for x in (x_train, x_test))
+    top = float(max(x_train.max(), x_test.max()))
+    scale = 1.0 if top <= 1.0 else 16.0 if top <= 16.0 else max(255.0, top)
+    return x_train / scale, x_test / scale  # digits: 0..16, MNIST: 0..255
 
 
 def load_data(data_path, seed):
@@ -141,7 +142,7 @@ def load_data(data_path, seed):
             digits.data, digits.target, test_size=DIGITS_TEST_FRACTION,
             random_state=seed)
         name, why = "digits", "scikit-learn digits 8x8"
-    grey = _to_unit(x_train), _to_unit(x_test)
+    grey = _to_unit(x_train, x_test)
     rng = np.random.default_rng(seed)  # train first, then test: as mnist_vae
     binary = tuple((rng.random(g.shape) < g).astype(np.float32) for g in grey)
     labels = tuple(np.asarray(y, np.int64).reshape(-1)
@@ -353,12 +354,12 @@ def main(argv=None):
     print(f"Wrote samples_by_class.png, cvae.keras, results.json to "
           f"{args.out}")
     print_table([
-        ("data", f"{name}, {len(x_train)} train / {len(x_eval)} test, "
-                 f"{epochs} epochs, seed {args.seed}"),
+        ("data", (f"{name}, {len(x_train)} train / {len(x_eval)} test, "
+                  f"{epochs} epochs, seed {args.seed}")),
         (f"test log p(x|y), K={num_samples}", f"{log_px:.2f} nats"),
         ("test ELBO", f"{elbo:.2f} nats"),
-        ("conditional accuracy", f"{cond_acc:.3f} (chance 0.100; "
-                                 f"{args.eval_samples} samples per class)"),
+        ("conditional accuracy", (f"{cond_acc:.3f} (chance 0.100; "
+                                  f"{args.eval_samples} samples per class)")),
         ("classifier on real test", f"{clf_accuracy:.3f}"),
         ("training time", f"{seconds:.1f} s"),
     ])

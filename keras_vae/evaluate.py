@@ -15,18 +15,25 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vae.objectives.kl import kl_per_dimension as _kl_per_dimension
-from keras_vae.posteriors import gaussian_posterior
+from keras_vae.posteriors import posterior_distribution
 
 
 def kl_per_dimension(model, x, batch_size=256):
     """Mean KL(q(z_d|x) ‖ p(z_d)) over `x` for each latent dimension, (L,).
 
-    Needs a diagonal posterior and a factorised prior (the standard normal
-    prior is); raises otherwise.
+    Needs one latent with a diagonal (or categorical: per variable)
+    posterior and a factorised prior (the standard normal prior is), and no
+    flow; raises otherwise.
     """
-    loc, scale = model.encode(x, batch_size=batch_size)
+    if model.sampler.sampled_kl:
+        raise ValueError(
+            f"kl_per_dimension: '{model.sampler.name}' is a flow posterior, "
+            "whose KL does not split by dimension."
+        )
+    params = model.encode(x, batch_size=batch_size)
+    params = list(params) if isinstance(params, tuple) else [params]
     per_dim = _kl_per_dimension(
-        gaussian_posterior(loc, scale), model.kl_layer.prior_distribution()
+        posterior_distribution(params), model.kl_layer.prior_distribution()
     )
     if per_dim is None:
         raise ValueError(
@@ -42,8 +49,13 @@ def active_units(model, x, threshold=0.01, batch_size=256):
     A unit d is active when Cov_x(E_q[z_d | x]) > `threshold` (Burda et al.
     2015). Returns `(count, variances)` with the per-dimension variances.
     """
-    loc, _ = model.encode(x, batch_size=batch_size)
-    variances = np.var(np.asarray(loc, np.float64), axis=0)
+    params = model.encode(x, batch_size=batch_size)
+    if not isinstance(params, tuple):
+        raise ValueError(
+            "active_units needs a Gaussian latent (posterior `(loc, scale)`); "
+            f"'{model.sampler.name}' is categorical."
+        )
+    variances = np.var(np.asarray(params[0], np.float64), axis=0)
     return int(np.sum(variances > threshold)), variances
 
 

@@ -1,0 +1,409 @@
+"""Model family: priors, a flow posterior and a two-level VAE at one budget.
+
+Five VAEs on the data of `quality.py` (scikit-learn's 8x8 digits,
+stochastically binarized with its seed, its 1437 train / 360 test split),
+trained by the ELBO (K = 1) with the same epochs, batch size, optimizer,
+learning rate, seeds and the same MLP encoder and decoder
+(64-256-128-(z 8), mirrored), under XLA (`VAEModel.compile`'s default,
+checked and printed):
+
+```none
+standard normal   p(z) = N(0, I)                          q(z|x) diagonal Gaussian
+mixture prior     p(z) = sum_c pi_c N(m_c, diag s_c^2),   C = 10, all learned
+VampPrior         p(z) = (1/U) sum_u q(z | u_u),          U = 100 pseudo-inputs,
+                  learned, started from training examples (Tomczak & Welling 2017)
+IAF posterior     q(z|x): the diagonal Gaussian pushed through 2 IAF steps
+                  (MADE 64 hidden units, encoder features as context;
+                  Kingma et al. 2016)
+hierarchical      p(z2) p(z1|z2) p(x|z1),  q(z2|x) q(z1|x,z2)  (top-down
+                  inference), z1: 8 (the others' latent), z2: 4, p(z1|z2)
+                  through a Dense(64)
+```
+
+Per model, on the test set: the importance-sampled log-likelihood
+
+```none
+log p(x) ~ log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x),  z_k ~ q(z | x),  K = 1000
+```
+
+(`VAEModel.log_likelihood`; for the hierarchical model z_k = (z1, z2)_k and
+p, q are the products over levels), the ELBO with E_q over 100 samples
+(`VAEModel.elbo`), the KL term (the `kl` metric of `VAEModel.evaluate`,
+averaged over 10 passes over the test set, since the mixture priors and the
+flow have no closed-form KL and it is a one-sample estimate per pass; for
+the hierarchical model also per level), active units (Burda et al. 2015:
+Cov_x E_q[z_d] > 0.01, with E_q[z] taken as the posterior mode the model
+reconstructs from: loc, the flow of loc for IAF, loc of z1 given the mode of
+z2), trainable parameters (the VampPrior's pseudo-inputs and the mixture's
+parameters included) and training wall time (the first epoch includes
+tracing and XLA compilation). Nats per test example; higher is better.
+
+Same steps for every model (epochs x 15 steps), so the line after the
+table answers the question of the IAF issue: on this small data set, is
+the flow's test ELBO at least as good as the diagonal posterior's?
+
+The budget is `quality.py`'s (100 epochs, batch 100, Adam 1e-3), which is
+near where the ELBO-trained standard-normal model stops improving there;
+richer models can overfit 1437 examples sooner, so read the table as "same
+budget", not "each at its best". With `--seeds` the table shows mean ± sd
+over the seeds (data and split stay fixed; weights, noise and shuffling
+change).
+
+Usage (from the repository root, or anywhere):
+
+```none
+python benchmarks/model_family.py                    # ~4-6 min on 2 CPU cores
+python benchmarks/model_family.py --quick            # smoke test, < 2 min
+python benchmarks/model_family.py --seeds 0 1 2 --output model_family.md
+```
+"""
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_vae  # noqa: E402
+from common import mlp  # noqa: E402
+from quality import (  # noqa: E402
+    BATCH_SIZE,
+    CONFIGS,
+    ELBO_SAMPLES,
+    EVAL_SAMPLES,
+    LEARNING_RATE,
+    QUICK,
+    SEED,
+    EpochTimer,
+    load,
+    machine_lines,
+    make_dataset,
+)
+
+# ------------------------------------------------------------ configuration
+CFG = CONFIGS["digits"]        # hidden (256, 128), latent 8, 100 epochs
+MIXTURE_COMPONENTS = 10
+PSEUDO_INPUTS = 100
+# Pseudo-inputs through a sigmoid, started at training images pulled
+# towards 0.5 (pixel 0 -> 0.1, 1 -> 0.9): at exactly 0 or 1 the sigmoid
+# (logit +-9.2 after set_pseudo_inputs' clip) has a vanishing gradient and
+# "hard_sigmoid" a zero one, so the pseudo-inputs would not learn.
+PSEUDO_INPUT_ACTIVATION = "sigmoid"
+PSEUDO_INPUT_SHRINK = 0.1
+IAF_FLOWS = 2
+IAF_HIDDEN = (64,)
+TOP_LATENT = 4                 # z2 of the hierarchical model (z1 = CFG latent)
+TOP_HIDDEN = 64                # Dense of p(z1 | z2)
+KL_PASSES = 10                 # passes over the test set for the KL metric
+ACTIVE_THRESHOLD = 0.01        # Burda et al. 2015
+REFERENCE = "standard normal"  # the diagonal-posterior, N(0, I) model
+FLOW = "IAF posterior"
+
+
+# ------------------------------------------------------------------- models
+def head(h, latent, prior=None, seed=None, name=None):
+    """(loc, scale) of a diagonal Gaussian, through a KLRegularizer."""
+    q = keras_vae.GaussianEncoderHead(latent)(h)
+    return keras_vae.KLRegularizer(prior=prior, seed=seed, name=name)(q)
+
+
+def decoder(z, dim):
+    return keras.layers.Dense(dim)(mlp(z, CFG["hidden"][::-1]))
+
+
+def build_standard(x_in, dim, seed):
+    z = keras_vae.ReparameterizedSample(seed=seed)(
+        head(mlp(x_in, CFG["hidden"]), CFG["latent"]))
+    return decoder(z, dim)
+
+
+def build_mixture(x_in, dim, seed):
+    prior = keras_vae.priors.MixtureOfGaussians(MIXTURE_COMPONENTS,
+                                                seed=seed)
+    z = keras_vae.ReparameterizedSample(seed=seed)(
+        head(mlp(x_in, CFG["hidden"]), CFG["latent"], prior, seed))
+    return decoder(z, dim)
+
+
+def build_vamp(x_in, dim, seed):
+    prior = keras_vae.priors.VampPrior(
+        PSEUDO_INPUTS, pseudo_input_activation=PSEUDO_INPUT_ACTIVATION,
+        seed=seed)
+    z = keras_vae.ReparameterizedSample(seed=seed)(
+        head(mlp(x_in, CFG["hidden"]), CFG["latent"], prior, seed))
+    return decoder(z, dim)
+
+
+def build_iaf(x_in, dim, seed):
+    h = mlp(x_in, CFG["hidden"])
+    loc, scale = head(h, CFG["latent"])
+    z = keras_vae.IAFSample(IAF_FLOWS, IAF_HIDDEN, seed=seed)([loc, scale, h])
+    return decoder(z, dim)
+
+
+def build_hierarchical(x_in, dim, seed):
+    h = mlp(x_in, CFG["hidden"])
+    z2 = keras_vae.ReparameterizedSample(seed=seed, name="z2")(
+        head(h, TOP_LATENT, name="kl_z2"))
+    p1 = keras_vae.GaussianEncoderHead(CFG["latent"], name="p_z1")(
+        keras.layers.Dense(TOP_HIDDEN, activation="relu")(z2))
+    q1 = keras_vae.GaussianEncoderHead(CFG["latent"], name="q_z1")(
+        keras.layers.Concatenate()([h, z2]))
+    q1 = keras_vae.KLRegularizer(name="kl_z1")([q1, p1])
+    z1 = keras_vae.ReparameterizedSample(seed=seed + 1, name="z1")(q1)
+    return decoder(z1, dim)
+
+
+MODELS = (  # (label, builder, latent description)
+    (REFERENCE, build_standard, f"z {CFG['latent']}"),
+    (f"mixture prior ({MIXTURE_COMPONENTS} comp.)", build_mixture,
+     f"z {CFG['latent']}"),
+    (f"VampPrior ({PSEUDO_INPUTS} pseudo-inputs)", build_vamp,
+     f"z {CFG['latent']}"),
+    (FLOW, build_iaf, f"z {CFG['latent']}, {IAF_FLOWS} flows"),
+    ("hierarchical", build_hierarchical,
+     f"z1 {CFG['latent']}, z2 {TOP_LATENT}"),
+)
+
+
+def build(builder, x_train, seed):
+    keras.utils.set_random_seed(seed)
+    dim = x_train.shape[1]
+    x_in = keras.Input((dim,))
+    vae = keras_vae.VAEModel(x_in, builder(x_in, dim, seed))
+    for level in vae.levels:  # VampPrior: start from training examples
+        prior = level.kl.prior
+        if isinstance(prior, keras_vae.priors.VampPrior):
+            rows = np.random.default_rng(seed).choice(
+                len(x_train), PSEUDO_INPUTS, replace=False)
+            prior.set_pseudo_inputs(
+                PSEUDO_INPUT_SHRINK + (1 - 2 * PSEUDO_INPUT_SHRINK)
+                * x_train[rows])
+    vae.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE),
+                loss=keras_vae.losses.BernoulliNLL())  # jit_compile default
+    return vae
+
+
+# -------------------------------------------------------------- diagnostics
+def posterior_modes(vae, x):
+    """Per level, the z each level takes at its posterior mode (levels in
+    sampling order, each given the earlier levels' modes): NumPy (N, L)."""
+    zs = []
+    for level in vae.levels:
+        inputs = [x for _ in level.input_index] + [zs[d] for d in level.z_deps]
+        out = level.stage(inputs, training=False)
+        out = list(out) if isinstance(out, (list, tuple)) else [out]
+        n, m = level.num_params, level.num_prior_params
+        zs.append(level.sampler.mode(out[:n], out[n + m:]))
+    return [np.asarray(z) for z in zs]
+
+
+def active_units(vae, x):
+    """'a+b' over levels of Cov_x(mode) > ACTIVE_THRESHOLD."""
+    counts = [int(np.sum(np.var(z.astype(np.float64), 0) > ACTIVE_THRESHOLD))
+              for z in posterior_modes(vae, x)]
+    return counts
+
+
+def trainable_params(vae):
+    return int(sum(np.prod(w.shape) for w in vae.trainable_weights))
+
+
+# ---------------------------------------------------------------- the runs
+def run_one(label, builder, data, epochs, eval_samples, seed):
+    x_train, x_test = data
+    vae = build(builder, x_train, seed)
+    timer = EpochTimer()
+    start = time.perf_counter()
+    history = vae.fit(make_dataset(x_train), epochs=epochs, verbose=0,
+                      callbacks=[timer], shuffle=False)
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    log_px = vae.log_likelihood(x_test, num_samples=eval_samples)
+    elbo = vae.elbo(x_test, num_samples=ELBO_SAMPLES)
+    metrics = vae.evaluate(np.tile(x_test, (KL_PASSES, 1)),
+                           batch_size=BATCH_SIZE, verbose=0, return_dict=True)
+    eval_s = time.perf_counter() - start
+    bad = int(np.sum(~np.isfinite(log_px)) + np.sum(~np.isfinite(elbo)))
+    row = {
+        "label": label, "seed": seed, "epochs": epochs,
+        "steps": int(vae.optimizer.iterations.numpy()),
+        "jit_compile": vae.jit_compile, "params": trainable_params(vae),
+        "train_s": train_s, "first_epoch_s": timer.times[0],
+        "eval_s": eval_s, "final_loss": float(history.history["loss"][-1]),
+        "log_px": float(np.mean(log_px)),
+        "log_px_se": float(np.std(log_px) / np.sqrt(len(log_px))),
+        "elbo": float(np.mean(elbo)), "elbo_per_example": elbo,
+        "kl": float(metrics["kl"]),
+        "kl_levels": [float(metrics[f"kl_{level.name}"])
+                      for level in vae.levels] if len(vae.levels) > 1 else [],
+        "level_names": [level.name for level in vae.levels],
+        "active": active_units(vae, x_test), "nonfinite": bad,
+    }
+    print(f"  seed {seed} {label:34s} jit_compile={row['jit_compile']} "
+          f"train {train_s:6.1f} s (first epoch {timer.times[0]:.1f} s), "
+          f"loss {row['final_loss']:7.3f}, test log p(x) "
+          f"{row['log_px']:7.3f}, ELBO {row['elbo']:7.3f}, KL "
+          f"{row['kl']:6.3f}, active {'+'.join(map(str, row['active']))} "
+          f"(eval {eval_s:.1f} s)" + (f", {bad} NON-FINITE" if bad else ""),
+          flush=True)
+    return row
+
+
+# ------------------------------------------------------------------ report
+def mean_sd(values, digits=2):
+    values = np.asarray(values, np.float64)
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def table(runs, latents, n_train, n_test, seeds):
+    """`runs`: label -> list of rows (one per seed)."""
+    first = next(iter(runs.values()))[0]
+    several = len(seeds) > 1
+    ref = runs[REFERENCE]
+    lines = [
+        f"### digits (MLP 64-{'-'.join(map(str, CFG['hidden']))}-(z), "
+        f"Bernoulli likelihood): {n_train} train / {n_test} test examples, "
+        f"{first['epochs']} epochs ({first['steps']} steps) each, batch "
+        f"{BATCH_SIZE}, Adam {LEARNING_RATE:g}, ELBO K=1, "
+        f"seed{'s' if several else ''} {', '.join(map(str, seeds))}, "
+        f"jit_compile={first['jit_compile']}",
+        "",
+        "| model | latent | params | train time (s) | "
+        f"test log p(x) (K={first['k_eval']}) | test ELBO (K={ELBO_SAMPLES})"
+        " | log p(x) - ELBO | KL | active units | log p(x) vs "
+        f"{REFERENCE} |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, rows in runs.items():
+        log_px = [r["log_px"] for r in rows]
+        if several:
+            log_px_cell = mean_sd(log_px)
+        else:
+            log_px_cell = f"{log_px[0]:.2f} ± {rows[0]['log_px_se']:.2f}"
+        kl = mean_sd([r["kl"] for r in rows])
+        if rows[0]["kl_levels"]:
+            per_level = np.mean([r["kl_levels"] for r in rows], 0)
+            kl += " (" + ", ".join(
+                f"{n} {v:.2f}" for n, v in zip(rows[0]["level_names"],
+                                              per_level)) + ")"
+        active = " + ".join(
+            mean_sd([r["active"][i] for r in rows], 1 if several else 0)
+            for i in range(len(rows[0]["active"])))
+        diff = [r["log_px"] - q["log_px"] for r, q in zip(rows, ref)]
+        lines.append(
+            f"| {label} | {latents[label]} | {rows[0]['params']:,} | "
+            f"{mean_sd([r['train_s'] for r in rows], 1)} | {log_px_cell} | "
+            f"{mean_sd([r['elbo'] for r in rows])} | "
+            f"{mean_sd([r['log_px'] - r['elbo'] for r in rows])} | {kl} | "
+            f"{active} | "
+            + ("—" if label == REFERENCE else
+               f"{np.mean(diff):+.2f}"
+               + (f" ± {np.std(diff, ddof=1):.2f}" if several else ""))
+            + " |")
+    lines += [
+        "",
+        "Nats per test example, mean over the test set"
+        + (f", then mean ± sd over {len(seeds)} seeds (the last column: "
+           "the paired difference per seed)" if several else
+           " (± its standard error over examples; the models are scored on "
+           "the same examples, so differences between rows are more precise "
+           "than that)")
+        + ". Params: trainable weights (pseudo-inputs and mixture "
+        "parameters included). Train time includes tracing and XLA "
+        "compilation (the first epoch). KL: the `kl` metric of "
+        f"`evaluate` over {KL_PASSES} passes of the test set (sampled "
+        "for the mixture priors and the flow). Active units: "
+        f"Cov_x E_q[z_d] > {ACTIVE_THRESHOLD} (per level, z1 + z2).",
+    ]
+    if any(r["nonfinite"] for rows in runs.values() for r in rows):
+        lines.append("WARNING: some estimates were not finite.")
+    return lines
+
+
+def flow_comparison(runs):
+    """The IAF issue's question, answered from the test ELBOs."""
+    flow, diag = runs[FLOW], runs[REFERENCE]
+    diffs = np.array([f["elbo"] - d["elbo"] for f, d in zip(flow, diag)])
+    # Paired over the test examples (one seed) or over the seeds.
+    if len(diffs) == 1:
+        per_example = flow[0]["elbo_per_example"] - diag[0]["elbo_per_example"]
+        se = float(np.std(per_example) / np.sqrt(len(per_example)))
+        spread = f"± {se:.2f} (paired standard error over test examples)"
+    else:
+        spread = (f"± {np.std(diffs, ddof=1):.2f} (sd over {len(diffs)} "
+                  "seeds)")
+    verdict = "yes" if np.mean(diffs) >= 0 else "no"
+    return [
+        f"Flow vs diagonal posterior after the same {flow[0]['steps']} "
+        f"steps: test ELBO {mean_sd([r['elbo'] for r in flow])} ({FLOW}) "
+        f"vs {mean_sd([r['elbo'] for r in diag])} ({REFERENCE}), "
+        f"difference {np.mean(diffs):+.2f} {spread}; flow ELBO at least as "
+        f"good as the diagonal posterior's: **{verdict}**.",
+    ]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--epochs", type=int,
+                   help=f"epochs for every model (default {CFG['epochs']})")
+    p.add_argument("--seeds", type=int, nargs="+", default=[SEED],
+                   help="model seeds (weights, noise, shuffling); several "
+                   "give mean ± sd (default: %(default)s)")
+    p.add_argument("--num-samples", type=int, default=EVAL_SAMPLES,
+                   help="K of the test log-likelihood (default: "
+                   "%(default)s)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"smoke test: {QUICK['epochs']} epochs, "
+                   f"{QUICK['test_examples']} test examples, K = "
+                   f"{QUICK['eval_samples']}")
+    p.add_argument("--output", help="also write the report (markdown) here")
+    args = p.parse_args(argv)
+    for name in ("epochs", "num_samples"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            p.error(f"--{name.replace('_', '-')} must be > 0")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    total_start = time.perf_counter()
+    x_train, x_test = load("digits")
+    epochs = args.epochs or CFG["epochs"]
+    eval_samples = args.num_samples
+    if args.quick:
+        epochs = args.epochs or QUICK["epochs"]
+        x_test = x_test[:QUICK["test_examples"]]
+        eval_samples = min(eval_samples, QUICK["eval_samples"])
+    print(f"digits: {len(x_train)} train / {len(x_test)} test, {epochs} "
+          f"epochs, batch {BATCH_SIZE}, seeds {args.seeds}", flush=True)
+    runs = {label: [] for label, _, _ in MODELS}
+    for seed in args.seeds:
+        for label, builder, _ in MODELS:
+            row = run_one(label, builder, (x_train, x_test), epochs,
+                          eval_samples, seed)
+            row["k_eval"] = eval_samples
+            runs[label].append(row)
+    latents = {label: latent for label, _, latent in MODELS}
+    report = ["## Model family: priors, flow posterior, hierarchy", ""]
+    report += table(runs, latents, len(x_train), len(x_test), args.seeds)
+    report += [""] + flow_comparison(runs) + [""]
+    report += [f"total wall time: {time.perf_counter() - total_start:.0f} s"]
+    report += machine_lines()
+    text = "\n".join(report)
+    print()
+    print(text)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text + "\n")
+        print(f"\nwrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
