@@ -66,6 +66,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import keras_vae  # noqa: E402
 from common import mlp  # noqa: E402
@@ -191,6 +192,7 @@ def build(builder, x_train, seed):
 def posterior_modes(vae, x):
     """Per level, the z each level takes at its posterior mode (levels in
     sampling order, each given the earlier levels' modes): NumPy (N, L)."""
+    x = tf.convert_to_tensor(x)
     zs = []
     for level in vae.levels:
         inputs = [x for _ in level.input_index] + [zs[d] for d in level.z_deps]
