@@ -1,60 +1,24 @@
 """Schedules of the KL term: warm-up of β, annealing of the capacity C."""
 
-import keras
-
 from keras_vae import _validation as v
+from keras_vae.callbacks._schedule import VariableSchedule
 from keras_vae.layers.kl_regularizer import KLRegularizer
 
 
-def _kl_layers(model, attribute):
-    layers = [
-        layer for layer in model._flatten_layers()
-        if isinstance(layer, KLRegularizer)
-        and getattr(layer, attribute) is not None
-    ]
-    if not layers:
-        raise ValueError(
-            f"Model '{model.name}' has no KLRegularizer with `{attribute}` "
-            "for this schedule to drive."
-        )
-    return layers
+class _LinearSchedule(VariableSchedule):
+    """`start + (end - start) * min(step / steps, 1)` into a variable of
+    every `KLRegularizer`."""
 
-
-class _LinearSchedule(keras.callbacks.Callback):
-    """Assigns `start + (end - start) * min(step / steps, 1)` every batch.
-
-    The value goes into a variable of each `KLRegularizer` of the model,
-    which the (XLA-compiled) train step reads, so the change takes effect
-    after `compile` without retracing.
-    """
-
-    attribute = None
+    layer_class = KLRegularizer
 
     def __init__(self, steps, start, end):
-        super().__init__()
-        self.steps = v.check_positive_int("steps", steps)
+        super().__init__(steps)
         self.start = v.check_float("start", start, minimum=0.0)
         self.end = v.check_float("end", end, minimum=0.0)
 
     def value(self, step):
         frac = min(float(step) / self.steps, 1.0)
         return self.start + (self.end - self.start) * frac
-
-    def on_train_begin(self, logs=None):
-        self._variables = [
-            getattr(layer, self.attribute)
-            for layer in _kl_layers(self.model, self.attribute)
-        ]
-        # The optimizer's step count, so the schedule continues where it
-        # was across fit calls and after BackupAndRestore.
-        self._step = int(self.model.optimizer.iterations)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self._step <= self.steps:  # constant afterwards
-            value = self.value(self._step)
-            for variable in self._variables:
-                variable.assign(value)
-        self._step += 1
 
 
 class KLWarmUp(_LinearSchedule):

@@ -217,10 +217,14 @@ def test_prior_params_of_another_latent_size_raise(symbolic):
         KLRegularizer()(inputs)
 
 
-def test_prior_params_with_logits_posterior_raise():
+@pytest.mark.parametrize("wrapped", [True, False], ids=["[logits]", "logits"])
+def test_prior_params_with_logits_posterior_raise(wrapped):
+    # `[logits, (p_loc, p_scale)]` (the natural spelling) and
+    # `[[logits], (p_loc, p_scale)]` should both get the layer's message.
     logits = keras.Input((2, 3))
+    posterior = [logits] if wrapped else logits
     with pytest.raises(ValueError, match="diagonal Gaussian's `\\(loc, scale\\)`"):
-        KLRegularizer()([logits, (keras.Input((2,)), keras.Input((2,)))])
+        KLRegularizer()([posterior, (keras.Input((2,)), keras.Input((2,)))])
 
 
 # ------------------------------------------------------- categorical logits
@@ -304,6 +308,7 @@ def test_prior_params_config_save_load_and_xla_fit(tmp_path):
     np.testing.assert_array_equal(loaded.predict(feats, verbose=0),
                                   model.predict(feats, verbose=0))
     loaded(feats)
+    model(feats)  # (predict leaves the traced, symbolic losses behind)
     np.testing.assert_allclose(float(loaded.losses[0]),
                                float(model.losses[0]), rtol=1e-6)
 
