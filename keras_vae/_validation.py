@@ -51,6 +51,12 @@ def check_choice(name, value, choices):
     return value
 
 
+def check_bool(name, value):
+    if not isinstance(value, bool):
+        raise invalid(name, "a bool", value)
+    return value
+
+
 def check_seed(name, value):
     """An int or None, as `keras.random.SeedGenerator` takes."""
     if value is not None and (

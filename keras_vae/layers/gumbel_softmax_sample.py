@@ -98,7 +98,7 @@ class GumbelSoftmaxSample(LatentSample):
         )
         self.seed = v.check_seed("seed", seed)
         self.inference = v.check_choice("inference", inference, INFERENCE_MODES)
-        self.straight_through = _check_bool("straight_through", straight_through)
+        self.straight_through = v.check_bool("straight_through", straight_through)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.temperature_variable = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(self.temperature),
@@ -183,13 +183,6 @@ class GumbelSoftmaxSample(LatentSample):
             }
         )
         return config
-
-
-def _check_bool(name, value):
-    """A Python bool (`keras_vae._validation` has no bool check)."""
-    if not isinstance(value, bool):
-        raise v.invalid(name, "a bool", value)
-    return value
 
 
 def _first_shape(input_shape):
