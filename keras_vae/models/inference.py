@@ -156,7 +156,13 @@ class VAEInference:
                 f"This VAEModel's decoder or prior also reads {len(index)} "
                 "model input(s) (a conditional VAE): pass `condition=`."
             )
-        conds = condition if isinstance(condition, (list, tuple)) else [condition]
+        if len(index) == 1:
+            single = isinstance(condition, (list, tuple)) and len(
+                condition) == 1 and np.ndim(condition[0]) >= 1
+            conds = [condition[0] if single else condition]
+        else:
+            conds = list(condition) if isinstance(
+                condition, (list, tuple)) else [condition]
         if len(conds) != len(index):
             raise ValueError(
                 f"Expected {len(index)} condition array(s) (model inputs "
@@ -164,7 +170,21 @@ class VAEInference:
             )
         out = {}
         for j, c in zip(index, conds):
-            c = np.asarray(c)
+            c = np.asarray(c, dtype=self.inputs[j].dtype)
+            rank = len(self.inputs[j].shape)
+            if c.ndim == rank - 1:  # one row without its batch axis
+                c = c[None]
+            trailing = tuple(self.inputs[j].shape)[1:]
+            if c.ndim != rank or c.shape[0] not in (1, n) or any(
+                d is not None and d != e for d, e in zip(trailing, c.shape[1:])
+            ):
+                raise ValueError(
+                    f"Invalid value received for argument `condition`: model "
+                    f"input {j} ('{self.inputs[j].name}') has shape "
+                    f"{tuple(self.inputs[j].shape)}, so a condition is one "
+                    f"row or {n} rows of that shape. Received shape "
+                    f"{np.shape(c)}."
+                )
             if c.shape[0] == 1 and n != 1:
                 c = np.repeat(c, n, axis=0)
             out[j] = c

@@ -320,3 +320,18 @@ def test_prior_params_config_save_load_and_xla_fit(tmp_path):
                      epochs=1, verbose=0)
     assert np.isfinite(hist.history["loss"][-1])
     assert not np.allclose(model.get_layer("p_loc").kernel.numpy(), before)
+
+    # Under mixed_float16 (float16 params in, float32 KL out), finite.
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        x_in = keras.Input((5,))
+        dense = [keras.layers.Dense(3, activation=a)(x_in)
+                 for a in (None, "softplus", None, "softplus")]
+        q = KLRegularizer(**kwargs)([tuple(dense[:2]), tuple(dense[2:])])
+        mixed = keras.Model(x_in, keras.layers.Dense(1)(q[0]))
+        mixed.compile(optimizer="sgd", loss="mse", jit_compile=True)
+        hist = mixed.fit(feats, np.zeros((16, 1), "float32"), batch_size=16,
+                         epochs=1, verbose=0)
+        assert np.isfinite(hist.history["loss"][-1])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

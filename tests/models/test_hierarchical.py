@@ -244,3 +244,24 @@ def test_conditional_prior_from_a_label():
     np.testing.assert_allclose(terms["kl"], want, rtol=1e-4, atol=1e-5)
     history = vae.fit([x, ys], x, batch_size=5, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
+
+
+def test_condition_is_checked_and_one_row_broadcasts():
+    x_in, y_in = keras.Input((3,), name="x"), keras.Input((4,), name="label")
+    h = keras.layers.Concatenate()([x_in, y_in])
+    q = keras_vae.KLRegularizer()(keras_vae.GaussianEncoderHead(2)(h))
+    z = keras_vae.ReparameterizedSample(seed=0)(q)
+    out = keras.layers.Dense(3)(keras.layers.Concatenate()([z, y_in]))
+    vae = keras_vae.VAEModel([x_in, y_in], out)
+    vae.compile(loss=GaussianNLL())
+    one_hot = np.eye(4, dtype="float32")[2]
+    a = vae.sample(5, seed=1, condition=one_hot)          # one row, no batch axis
+    b = vae.sample(5, seed=1, condition=[one_hot[None]])  # a list of one array
+    c = vae.sample(5, seed=1, condition=np.tile(one_hot, (5, 1)))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+    for bad in ([3], np.zeros((3, 4)), np.zeros((5, 2))):
+        with pytest.raises(ValueError, match=r"argument `condition`.*'label'"):
+            vae.sample(5, condition=bad)
+    with pytest.raises(ValueError, match="pass `condition=`"):
+        vae.sample(5)

@@ -235,12 +235,16 @@ def test_gumbel_evaluate_elbo_is_the_discrete_elbo(trained_gumbel):
     vae, _, _ = trained_gumbel
     x = X[:128]
     exact, exact_elbo, var = _exact(vae, x)
-    got = vae.evaluate(x, batch_size=128, verbose=0, return_dict=True)
-    se = np.sqrt(var.sum()) / len(x)  # one hard draw per example
-    assert abs(got["elbo"] - exact_elbo.mean()) < 5 * se + 1e-4, (
-        got["elbo"], exact_elbo.mean(), se,
+    runs = [vae.evaluate(x, batch_size=128, verbose=0, return_dict=True)
+            for _ in range(10)]
+    elbo = np.mean([r["elbo"] for r in runs])
+    # One hard draw per example and run: the standard error of the mean.
+    se = np.sqrt(var.sum()) / len(x) / np.sqrt(len(runs))
+    assert abs(elbo - exact_elbo.mean()) < 5 * se + 1e-4, (
+        elbo, exact_elbo.mean(), se,
     )
-    assert got["elbo"] <= exact.mean() + 5 * se
+    assert elbo <= exact.mean() + 5 * se
+    got = runs[0]
     # The KL it reports is the analytic one to the uniform prior.
     logits = np.asarray(vae.encode(x), "float64")
     log_pi = logits - special.logsumexp(logits, -1, keepdims=True)
@@ -271,8 +275,7 @@ def test_gumbel_sample_decodes_uniform_one_hot_prior_draws():
     counts = np.bincount(state, minlength=C**N)
     assert stats.chisquare(counts).pvalue > 1e-3, counts
     # Reproducible by seed, different across seeds.
-    np.testing.assert_array_equal(vae.sample(50, seed=4), samples[:50].reshape(50, -1)
-                                  if False else vae.sample(50, seed=4))
+    np.testing.assert_array_equal(vae.sample(50, seed=4), vae.sample(50, seed=4))
     assert not np.array_equal(vae.sample(50, seed=4), vae.sample(50, seed=5))
 
 

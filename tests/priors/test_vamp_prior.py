@@ -160,15 +160,23 @@ def test_prior_samples_have_the_mixture_mean_and_covariance():
 
 
 # -------------------------------------------------------------- training
-def test_fit_under_xla_moves_pseudo_inputs_and_encoder():
+@pytest.fixture(scope="module")
+def trained():
+    keras.utils.set_random_seed(0)
     vae, prior = vamp_vae()
+    u0 = prior.pseudo_inputs.numpy().copy()
+    enc0 = [w.numpy().copy() for w in vae.encoder.trainable_weights]
+    hist = vae.fit(X, batch_size=64, epochs=2, verbose=0).history
+    return vae, prior, u0, enc0, hist
+
+
+def test_fit_under_xla_moves_pseudo_inputs_and_encoder(trained):
+    vae, prior, u0, enc0, hist = trained
     assert vae.jit_compile
     # The pseudo-inputs are a weight of the model, saved and trained once.
     names = [w.path for w in vae.weights]
     assert sum("pseudo_inputs" in n for n in names) == 1, names
-    u0 = prior.pseudo_inputs.numpy().copy()
-    enc0 = [w.numpy().copy() for w in vae.encoder.trainable_weights]
-    hist = vae.fit(X, batch_size=64, epochs=2, verbose=0).history
+    assert sum("pseudo_inputs" in w.path for w in vae.trainable_weights) == 1
     assert np.isfinite(hist["loss"]).all() and np.isfinite(hist["kl"]).all()
     assert np.abs(prior.pseudo_inputs.numpy() - u0).max() > 1e-3
     assert all(
@@ -179,13 +187,13 @@ def test_fit_under_xla_moves_pseudo_inputs_and_encoder():
     assert np.mean(hist["kl"]) > 0
 
 
-def test_keras_save_load_round_trip(tmp_path):
-    vae, prior = vamp_vae()
-    vae.fit(X, batch_size=64, epochs=1, verbose=0)
+def test_keras_save_load_round_trip(trained, tmp_path):
+    vae, prior, _, _, _ = trained
     vae.save(tmp_path / "vamp.keras")
     loaded = keras.saving.load_model(tmp_path / "vamp.keras", safe_mode=True)
     got = loaded.kl_layer.prior
     assert type(got) is priors.VampPrior and got is not prior
+    assert got.get_config() == prior.get_config()
     np.testing.assert_array_equal(got.pseudo_inputs, prior.pseudo_inputs)
     x = X[:16]
     np.testing.assert_array_equal(
@@ -197,9 +205,14 @@ def test_keras_save_load_round_trip(tmp_path):
     # The loaded prior is tied to the loaded model's encoder, not the old one.
     z = np.random.default_rng(0).normal(size=(8, L)).astype("float32")
     before = got.distribution(L).log_prob(z).numpy()
-    for w in vae.encoder.trainable_weights:
-        w.assign(w + 0.5)
-    np.testing.assert_array_equal(got.distribution(L).log_prob(z), before)
+    saved = [w.numpy().copy() for w in vae.encoder.trainable_weights]
+    try:
+        for w in vae.encoder.trainable_weights:
+            w.assign(w + 0.5)
+        np.testing.assert_array_equal(got.distribution(L).log_prob(z), before)
+    finally:
+        for w, a in zip(vae.encoder.trainable_weights, saved):
+            w.assign(a)
     loc, scale = _components(loaded, got)
     np.testing.assert_allclose(
         before, _mixture_log_prob(z, loc, scale), rtol=1e-5, atol=1e-5
