@@ -264,6 +264,11 @@ def mean_sd(values, digits=2):
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
 
 
+def count_cell(values):
+    """Counts over seeds: the count when they agree, else mean ± sd."""
+    return str(values[0]) if len(set(values)) == 1 else mean_sd(values, 1)
+
+
 def table(runs, latents, n_train, n_test, seeds):
     """`runs`: label -> list of rows (one per seed)."""
     first = next(iter(runs.values()))[0]
@@ -296,8 +301,9 @@ def table(runs, latents, n_train, n_test, seeds):
                 f"{n} {v:.2f}" for n, v in zip(rows[0]["level_names"],
                                               per_level)) + ")"
         active = " + ".join(
-            mean_sd([r["active"][i] for r in rows], 1 if several else 0)
-            for i in range(len(rows[0]["active"])))
+            (f"{name} " if len(rows[0]["active"]) > 1 else "")
+            + count_cell([r["active"][i] for r in rows])
+            for i, name in enumerate(rows[0]["level_names"]))
         diff = [r["log_px"] - q["log_px"] for r, q in zip(rows, ref)]
         lines.append(
             f"| {label} | {latents[label]} | {rows[0]['params']:,} | "

@@ -86,6 +86,7 @@ class GumbelSoftmaxSample(LatentSample):
 
     num_params = 1
     sampled_kl = False
+    relaxed = True
 
     def __init__(self, temperature=0.5, seed=None, inference="mode",
                  straight_through=False, **kwargs):

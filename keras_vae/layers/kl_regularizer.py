@@ -38,7 +38,7 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
     ```none
     (loc, scale)                        Gaussian q; prior `prior` (default N(0, I))
     logits (B, N, C)                    categorical q; prior `prior` (default uniform)
-    [(loc, scale), (p_loc, p_scale)]    Gaussian q; prior N(p_loc, p_scale^2) per
+    [(loc, scale), (p_loc, p_scale)]    Gaussian q; prior N(p_loc, p_scale p_scale^T) per
                                         example, computed by the model (the
                                         p(z1 | z2) of a hierarchical VAE, or a
                                         conditional prior p(z | y))
@@ -156,7 +156,8 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
             if len(posterior) != 2 or len(prior_params) != 2:
                 raise ValueError(
                     "Prior parameters computed by the model must be a "
-                    "diagonal Gaussian's `(loc, scale)`, with a Gaussian "
+                    "Gaussian's `(loc, scale)` (diagonal or lower-triangular "
+                    "scale), with a Gaussian "
                     "posterior: `KLRegularizer()([(loc, scale), (prior_loc, "
                     f"prior_scale)])`. Received: input_shape={input_shape}"
                 )
@@ -311,7 +312,9 @@ def _split(inputs, is_shape=False):
     if _is_leaf(inputs, is_shape):
         return [inputs], None
     items = list(inputs)
-    if len(items) == 2 and not _is_leaf(items[0], is_shape):
+    if len(items) == 2 and not (
+        _is_leaf(items[0], is_shape) and _is_leaf(items[1], is_shape)
+    ):
         posterior = items[0]
         prior = items[1]
         posterior = [posterior] if _is_leaf(posterior, is_shape) else list(posterior)

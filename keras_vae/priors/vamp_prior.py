@@ -113,6 +113,13 @@ class VampPrior(Prior):
         activation where it has an inverse (values are clipped into its
         open range)."""
         values = tf.convert_to_tensor(values, tf.float32)
+        want = tuple(self.pseudo_input_variables.shape)
+        if tuple(values.shape) != want:
+            raise ValueError(
+                "Invalid value received for argument `values`: VampPrior has "
+                f"{want[0]} pseudo-inputs of shape {want[1:]}, so it expects "
+                f"shape {want}. Received: shape={tuple(values.shape)}"
+            )
         act = self.pseudo_input_activation
         if act == "sigmoid":
             p = tf.clip_by_value(values, 1e-4, 1 - 1e-4)

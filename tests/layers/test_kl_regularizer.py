@@ -223,7 +223,7 @@ def test_prior_params_with_logits_posterior_raise(wrapped):
     # `[[logits], (p_loc, p_scale)]` should both get the layer's message.
     logits = keras.Input((2, 3))
     posterior = [logits] if wrapped else logits
-    with pytest.raises(ValueError, match="diagonal Gaussian's `\\(loc, scale\\)`"):
+    with pytest.raises(ValueError, match="Gaussian's `\\(loc, scale\\)`"):
         KLRegularizer()([posterior, (keras.Input((2,)), keras.Input((2,)))])
 
 
