@@ -48,6 +48,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_vae  # noqa: E402
+# Shared with the main example (same directory, so importable when run).
+from mnist_vae import EpochTimer, check_finite, positive_int  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -62,12 +64,6 @@ QUICK_EPOCHS, QUICK_TEST_EXAMPLES, QUICK_NUM_SAMPLES = 30, 100, 50
 DIGITS_TEST_FRACTION = 0.2
 CLASSIFIER_MAX_TRAIN = 10000  # examples for the logistic regression
 GRID_PAD, GRID_PAD_GREY, GRID_ZOOM = 1, 0.25, 4  # PNG tile spacing, scale
-
-
-def positive_int(text):
-    if int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"expected an int > 0, got {text}")
-    return int(text)
 
 
 def parse_args(argv=None):
@@ -185,26 +181,6 @@ def build_cvae(input_dim, hidden, latent_dim, seed):
         keras_vae.losses.BernoulliNLL.params_size((input_dim,)))(h)
     return keras_vae.VAEModel([x_in, y_in], logits, name="cvae_digits")
 
-
-class EpochTimer(keras.callbacks.Callback):
-    """Wall time of each epoch (the first one includes XLA compilation)."""
-
-    def on_train_begin(self, logs=None):
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
-
-
-def check_finite(what, values):
-    """Stops with a clear message instead of reporting NaN results."""
-    bad = int(np.sum(~np.isfinite(values)))
-    if bad:
-        raise SystemExit(f"Error: {what} is not finite ({bad} of "
-                         f"{np.size(values)} values are NaN/inf).")
 
 
 def train(vae, train_data, test_data, epochs, args):
