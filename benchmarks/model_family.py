@@ -71,7 +71,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import keras_vae  # noqa: E402
 from common import mlp  # noqa: E402
@@ -93,12 +92,11 @@ from quality import (  # noqa: E402
 CFG = CONFIGS["digits"]        # hidden (256, 128), latent 8, 100 epochs
 MIXTURE_COMPONENTS = 10
 PSEUDO_INPUTS = 100
-# Pseudo-inputs through a sigmoid, started at training images pulled
-# towards 0.5 (pixel 0 -> 0.1, 1 -> 0.9): at exactly 0 or 1 the sigmoid
-# (logit +-9.2 after set_pseudo_inputs' clip) has a vanishing gradient and
-# "hard_sigmoid" a zero one, so the pseudo-inputs would not learn.
+# Pseudo-inputs through a sigmoid, started at training images kept 0.1
+# inside (0, 1) (pixel 0 -> 0.1, 1 -> 0.9): at exactly 0 or 1 the sigmoid
+# has a vanishing gradient, so the pseudo-inputs would not learn.
 PSEUDO_INPUT_ACTIVATION = "sigmoid"
-PSEUDO_INPUT_SHRINK = 0.1
+PSEUDO_INPUT_MARGIN = 0.1
 IAF_FLOWS = 2
 IAF_HIDDEN = (64,)
 TOP_LATENT = 4                 # z2 of the hierarchical model (z1 = CFG latent)
@@ -188,33 +186,22 @@ def build(builder, x_train, seed):
         if isinstance(prior, keras_vae.priors.VampPrior):
             rows = np.random.default_rng(seed).choice(
                 len(x_train), PSEUDO_INPUTS, replace=False)
-            prior.set_pseudo_inputs(
-                PSEUDO_INPUT_SHRINK + (1 - 2 * PSEUDO_INPUT_SHRINK)
-                * x_train[rows])
+            prior.set_pseudo_inputs(x_train[rows], margin=PSEUDO_INPUT_MARGIN)
     vae.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE),
                 loss=keras_vae.losses.BernoulliNLL())  # jit_compile default
     return vae
 
 
 # -------------------------------------------------------------- diagnostics
-def posterior_modes(vae, x):
-    """Per level, the z each level takes at its posterior mode (levels in
-    sampling order, each given the earlier levels' modes): NumPy (N, L)."""
-    x = tf.convert_to_tensor(x)
-    zs = []
-    for level in vae.levels:
-        inputs = [x for _ in level.input_index] + [zs[d] for d in level.z_deps]
-        out = level.stage(inputs, training=False)
-        out = list(out) if isinstance(out, (list, tuple)) else [out]
-        n, m = level.num_params, level.num_prior_params
-        zs.append(level.sampler.mode(out[:n], out[n + m:]))
-    return [np.asarray(z) for z in zs]
-
-
 def active_units(vae, x):
-    """Per level, the dimensions d with Var_x(mode_d) > ACTIVE_THRESHOLD."""
-    return [int(np.sum(np.var(z.astype(np.float64), 0) > ACTIVE_THRESHOLD))
-            for z in posterior_modes(vae, x)]
+    """Per level, the dimensions d with Var_x(mode_d) > ACTIVE_THRESHOLD
+    (`keras_vae.evaluate.active_units` at each level's posterior mode)."""
+    return [
+        keras_vae.evaluate.active_units(
+            vae, x, threshold=ACTIVE_THRESHOLD,
+            level=None if len(vae.levels) == 1 else level.name)[0]
+        for level in vae.levels
+    ]
 
 
 def trainable_params(vae):

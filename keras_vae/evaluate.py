@@ -43,19 +43,42 @@ def kl_per_dimension(model, x, batch_size=256):
     return np.asarray(tf.reduce_mean(per_dim, axis=0))
 
 
-def active_units(model, x, threshold=0.01, batch_size=256):
+def active_units(model, x, threshold=0.01, batch_size=256, level=None):
     """Number of latent dimensions whose posterior mean varies with x.
 
     A unit d is active when Cov_x(E_q[z_d | x]) > `threshold` (Burda et al.
-    2015). Returns `(count, variances)` with the per-dimension variances.
+    2015), with E_q[z | x] taken as the point `reconstruct` decodes
+    (`VAEModel.posterior_mode`: the mean, or the flow of the mean for
+    `IAFSample`). Returns `(count, variances)` with the per-dimension
+    variances.
+
+    Args:
+        level: with several latents, the level to measure (its sampling
+            layer's name or its index in `model.levels`); with one, None.
     """
-    params = model.encode(x, batch_size=batch_size)
-    if not isinstance(params, tuple):
+    names = [lv.name for lv in model.levels]
+    if level is None:
+        if len(names) != 1:
+            raise ValueError(
+                f"active_units: the model has {len(names)} latent levels "
+                f"{names}; pass `level=` (a name or an index)."
+            )
+        level = 0
+    if isinstance(level, str):
+        if level not in names:
+            raise ValueError(
+                f"Invalid value received for argument `level`: expected one "
+                f"of {names}. Received: level={level!r}"
+            )
+        level = names.index(level)
+    if model.levels[level].sampler.num_params != 2:
         raise ValueError(
             "active_units needs a Gaussian latent (posterior `(loc, scale)`); "
-            f"'{model.sampler.name}' is categorical."
+            f"'{names[level]}' is categorical."
         )
-    variances = np.var(np.asarray(params[0], np.float64), axis=0)
+    modes = model.posterior_mode(x, batch_size=batch_size)
+    z = modes if len(names) == 1 else modes[level]
+    variances = np.var(np.asarray(z, np.float64), axis=0)
     return int(np.sum(variances > threshold)), variances
 
 

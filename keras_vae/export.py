@@ -77,11 +77,11 @@ def export_serving(model, path, log_likelihood_samples=100):
     single = len(in_specs) == 1
 
     def reconstruct(*args):
-        _, params = model._mode_pass(list(args))
+        _, _, params = model._mode_pass(list(args))
         return {"reconstruction": likelihood.mean(params)}
 
     def encode(*args):
-        per_level, _ = model._mode_pass(list(args))
+        per_level, _, _ = model._mode_pass(list(args))
         out = {}
         for level, params in zip(levels, per_level):
             keys = ["logits"] if len(params) == 1 else ["loc", "scale"]

@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 
 import keras_vae
 from keras_vae import evaluate
@@ -34,3 +35,36 @@ def test_diagnostics_on_a_model_with_one_dead_unit():
 
     gap = evaluate.elbo_gap(vae, x[:32], num_samples=300, elbo_samples=300)
     assert gap.shape == (32,) and np.mean(gap) > 0
+
+
+def test_active_units_per_level_and_through_the_flow():
+    x = binary_data(128, 16)
+    x_in = keras.Input((16,))
+    h = keras.layers.Dense(16, activation="relu")(x_in)
+    loc, scale = keras_vae.KLRegularizer()(keras_vae.GaussianEncoderHead(3)(h))
+    z = keras_vae.IAFSample(seed=0, name="flow")([loc, scale, h])
+    vae = keras_vae.VAEModel(x_in, keras.layers.Dense(16)(z))
+    vae.compile(loss=keras_vae.losses.BernoulliNLL())
+    count, variances = evaluate.active_units(vae, x, threshold=0.0)
+    # The mode is the flow of loc, not loc.
+    modes = vae.posterior_mode(x)
+    np.testing.assert_allclose(variances, np.var(modes.astype("float64"), 0),
+                               rtol=1e-6)
+    assert not np.allclose(modes, vae.encode(x)[0])
+    assert count == 3
+
+    q2 = keras_vae.KLRegularizer()(keras_vae.GaussianEncoderHead(2)(h))
+    z2 = keras_vae.ReparameterizedSample(name="top")(q2)
+    q1 = keras_vae.GaussianEncoderHead(3)(keras.layers.Concatenate()([h, z2]))
+    z1 = keras_vae.ReparameterizedSample(name="bottom")(
+        keras_vae.KLRegularizer()(q1))
+    two = keras_vae.VAEModel(x_in, keras.layers.Dense(16)(z1))
+    two.compile(loss=keras_vae.losses.BernoulliNLL())
+    top = evaluate.active_units(two, x, threshold=0.0, level="top")[1]
+    bottom = evaluate.active_units(two, x, threshold=0.0, level=1)[1]
+    assert top.shape == (2,) and bottom.shape == (3,)
+    np.testing.assert_allclose(top, np.var(two.encode(x)[0][0], 0), rtol=1e-5)
+    with pytest.raises(ValueError, match="pass `level=`"):
+        evaluate.active_units(two, x)
+    with pytest.raises(ValueError, match=r"argument `level`.*'middle'"):
+        evaluate.active_units(two, x, level="middle")

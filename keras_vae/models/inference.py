@@ -29,8 +29,19 @@ class VAEInference:
         if len(self.levels) == 1:
             out = self.encoder.predict(x, batch_size=batch_size, verbose=0)
             return tuple(out) if isinstance(out, (list, tuple)) else out
-        per_level, _ = self._batched(self._mode_pass_fn(), x, batch_size)
+        per_level, _, _ = self._batched(self._mode_pass_fn(), x, batch_size)
         return [p[0] if len(p) == 1 else tuple(p) for p in per_level]
+
+    def posterior_mode(self, x, batch_size=256):
+        """The latent point of each level that `reconstruct` decodes.
+
+        The posterior mean `loc` for `ReparameterizedSample`, the flow of
+        `loc` for `IAFSample`, the one-hot argmax for `GumbelSoftmaxSample`;
+        each level given the earlier levels' modes. One array for one
+        latent, else a list in `levels` order (NumPy).
+        """
+        _, zs, _ = self._batched(self._mode_pass_fn(), x, batch_size)
+        return zs[0] if len(zs) == 1 else list(zs)
 
     def decode(self, z, condition=None, batch_size=256):
         """Likelihood parameters (the decoder output) for latents `z`.
@@ -49,7 +60,7 @@ class VAEInference:
     def reconstruct(self, x, batch_size=256):
         """E[x | z]: the likelihood's mean with every latent at its
         posterior mode (the mean; through the flow for `IAFSample`)."""
-        _, params = self._batched(self._mode_pass_fn(), x, batch_size)
+        _, _, params = self._batched(self._mode_pass_fn(), x, batch_size)
         return np.asarray(self.likelihood.mean(params))
 
     def sample(self, n, seed=None, condition=None):
@@ -81,7 +92,8 @@ class VAEInference:
     def _mode_pass(self, xs):
         """Every level at its posterior mode, then the decoder.
 
-        Returns `(params per level, likelihood params)`.
+        Returns `(posterior params per level, z per level, likelihood
+        params)`.
         """
         zs, per_level = [], []
         for level in self.levels:
@@ -95,7 +107,7 @@ class VAEInference:
         graph = self._parts.graph
         decoder_in = [zs[d] for d in graph.decoder_z]
         decoder_in += [xs[j] for j in graph.decoder_input_index]
-        return per_level, self.decoder(decoder_in, training=False)
+        return per_level, zs, self.decoder(decoder_in, training=False)
 
     def _mode_pass_fn(self):
         fn = self._parts.functions.get("mode_pass")

@@ -46,7 +46,9 @@ class VampPrior(Prior):
         initializer: initializer of the pseudo-input variables; default
             N(0, 0.01) (the paper's N(0.05, 0.01) before a hardtanh is
             close to this after "hard_sigmoid"'s shift). To start from
-            data, assign training examples: `prior.set_pseudo_inputs(x[:K])`.
+            data, assign training examples: `prior.set_pseudo_inputs(x[:K])`
+            (values are kept `margin` inside a bounded activation's range,
+            where its gradient is not zero).
         seed: int or None, for the default initializer.
 
     Example:
@@ -108,10 +110,16 @@ class VampPrior(Prior):
             return w
         return keras.activations.get(self.pseudo_input_activation)(w)
 
-    def set_pseudo_inputs(self, values):
+    def set_pseudo_inputs(self, values, margin=0.05):
         """Sets u_k to `values` (e.g. K training examples), inverting the
-        activation where it has an inverse (values are clipped into its
-        open range)."""
+        activation.
+
+        With a bounded activation the values are first clipped to
+        `margin` inside its range ([margin, 1 - margin] for "sigmoid" and
+        "hard_sigmoid", [-1 + margin, 1 - margin] for "tanh"): binary
+        pixels of exactly 0 or 1 would land where "hard_sigmoid" is flat
+        and "sigmoid" nearly so, and the pseudo-inputs would never move.
+        """
         values = tf.convert_to_tensor(values, tf.float32)
         want = tuple(self.pseudo_input_variables.shape)
         if tuple(values.shape) != want:
@@ -120,14 +128,19 @@ class VampPrior(Prior):
                 f"{want[0]} pseudo-inputs of shape {want[1:]}, so it expects "
                 f"shape {want}. Received: shape={tuple(values.shape)}"
             )
+        margin = v.check_float("margin", margin, minimum=0.0)
+        if margin >= 0.5:
+            raise v.invalid("margin", "a float in [0, 0.5)", margin)
         act = self.pseudo_input_activation
+        lo, hi = margin, 1.0 - margin
         if act == "sigmoid":
-            p = tf.clip_by_value(values, 1e-4, 1 - 1e-4)
+            p = tf.clip_by_value(values, max(lo, 1e-6), min(hi, 1 - 1e-6))
             values = tf.math.log(p) - tf.math.log1p(-p)
         elif act == "hard_sigmoid":  # keras: relu6(x + 3) / 6
-            values = tf.clip_by_value(values, 0.0, 1.0) * 6.0 - 3.0
+            values = tf.clip_by_value(values, lo, hi) * 6.0 - 3.0
         elif act == "tanh":
-            values = tf.atanh(tf.clip_by_value(values, -0.9999, 0.9999))
+            bound = min(1.0 - 2.0 * margin, 1.0 - 1e-6)
+            values = tf.atanh(tf.clip_by_value(values, -bound, bound))
         self.pseudo_input_variables.assign(values)
 
     def distribution(self, latent_dim):
