@@ -88,3 +88,14 @@ class PlainVAE(keras.Model):
         self.reconstruction_tracker.update_state(reconstruction)
         self.kl_tracker.update_state(kl)
         return {m.name: m.result() for m in self.metrics}
+
+
+def emit(lines, output=None):
+    """Prints the report and, with `output`, writes it to that file too."""
+    text = "\n".join(lines)
+    print()
+    print(text)
+    if output:
+        with open(output, "w") as f:
+            f.write(text + "\n")
+        print(f"\nwrote {output}")

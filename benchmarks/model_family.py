@@ -73,7 +73,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_vae  # noqa: E402
-from common import mlp  # noqa: E402
+from common import emit, mlp  # noqa: E402
 from quality import (  # noqa: E402
     BATCH_SIZE,
     CONFIGS,
@@ -416,13 +416,7 @@ def main(argv=None):
     report += [""] + flow_comparison(runs) + [""]
     report += [f"total wall time: {time.perf_counter() - total_start:.0f} s"]
     report += machine_lines()
-    text = "\n".join(report)
-    print()
-    print(text)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text + "\n")
-        print(f"\nwrote {args.output}")
+    emit(report, args.output)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_vae  # noqa: E402
-from common import cpu_model  # noqa: E402
+from common import cpu_model, emit  # noqa: E402
 from keras_vae.losses import GaussianNLL  # noqa: E402
 
 D, L = 10, 3
@@ -350,13 +350,7 @@ def main(argv=None):
     lines = report_lines(data, ml, truth_test, ml_test, ml_train, truth_train,
                          rows, eval_samples)
     lines += machine_lines(time.perf_counter() - total_start)
-    text = "\n".join(lines)
-    print()
-    print(text)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text + "\n")
-        print(f"\nwrote {args.output}")
+    emit(lines, args.output)
 
 
 if __name__ == "__main__":

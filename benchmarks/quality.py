@@ -85,7 +85,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_vae  # noqa: E402
-from common import PlainVAE, Sampling, cpu_model, mlp  # noqa: E402
+from common import PlainVAE, Sampling, cpu_model, emit, mlp  # noqa: E402
 
 # ------------------------------------------------------------ configuration
 SEED = 0                       # split, binarization, shuffling, weights, noise
@@ -403,13 +403,7 @@ def main(argv=None):
         report.append("")
     report += [f"total wall time: {time.perf_counter() - total_start:.0f} s"]
     report += machine_lines()
-    text = "\n".join(report)
-    print()
-    print(text)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text + "\n")
-        print(f"\nwrote {args.output}")
+    emit(report, args.output)
 
 
 if __name__ == "__main__":
