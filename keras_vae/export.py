@@ -8,7 +8,7 @@ Signatures (each with named inputs and outputs and a dynamic batch axis):
 | `encode` | model inputs | `loc`, `scale` (`logits` for a categorical latent; with several latents `loc_<level>`, `scale_<level>`, ...) |
 | `decode` | `z` (`z_<level>` for each latent the decoder reads, when several) (+ conditions) | `params` (likelihood parameters), `mean` |
 | `sample` | `num_samples` (int32 scalar), `seed` (int32 scalar) (+ conditions, one row each) | `samples` (ancestral through the levels) |
-| `log_likelihood` | model inputs (+ `targets` for a conditional model) | `log_likelihood` (per example, importance-sampled with a fixed K, in chunks of 16 samples; deterministic: fixed seeds, so the same request gets the same scores; a row batched with other rows gets other draws, within the Monte Carlo error) |
+| `log_likelihood` | model inputs (+ `targets` for a conditional model, shaped like the first input unless `target_shape` says otherwise) | `log_likelihood` (per example, importance-sampled with a fixed K, in chunks of 16 samples; deterministic: fixed seeds, so the same request gets the same scores; a row batched with other rows gets other draws, within the Monte Carlo error) |
 
 The SavedModel needs only TensorFlow to load (`tf.saved_model.load`), not
 keras_vae. It is written to a temporary directory next to `path` and moved
@@ -46,7 +46,8 @@ def _input_names(model):
     return ["x"] + [f"input_{i}" for i in range(1, len(model.inputs))]
 
 
-def export_serving(model, path, log_likelihood_samples=100):
+def export_serving(model, path, log_likelihood_samples=100,
+                   target_shape=None):
     """Writes `model` (a compiled `VAEModel`) as a SavedModel at `path`.
 
     Args:
@@ -54,6 +55,10 @@ def export_serving(model, path, log_likelihood_samples=100):
         path: target directory. If it exists it is replaced atomically
             (the old one is removed only after the new one is complete).
         log_likelihood_samples: K of the `log_likelihood` signature.
+        target_shape: shape of one target (no batch axis) for the
+            `targets` input of the `log_likelihood` signature of a model
+            with several inputs. Default: the shape of the first model
+            input (the data of a conditional VAE built as `[x, label]`).
 
     Returns:
         `path`.
@@ -73,7 +78,13 @@ def export_serving(model, path, log_likelihood_samples=100):
         )
         for d in graph.decoder_z
     ]
-    target_spec = _spec(model.outputs[0], "targets")
+    if target_shape is None:
+        target_spec = _spec(model.inputs[0], "targets")
+    else:
+        target_spec = tf.TensorSpec(
+            (None,) + tuple(target_shape), model.inputs[0].dtype,
+            name="targets",
+        )
     single = len(in_specs) == 1
 
     def reconstruct(*args):
@@ -117,8 +128,7 @@ def export_serving(model, path, log_likelihood_samples=100):
             # concurrent requests share no state.
             seed = tf.stack([tf.constant(_LOG_LIKELIHOOD_SEED, tf.int64),
                              tf.cast(index, tf.int64)])
-            t = model._terms(x, y, k, training=False, need_weights=True,
-                             seed=seed)
+            t = model._terms(x, y, k, training=False, seed=seed)
             log_w = objectives.log_weights(
                 t["log_px_z"], t["log_pz"], t["log_qz"]
             )

@@ -58,8 +58,10 @@ class IAFSample(LatentSample):
     returns the chain. The networks are Keras 3 layers (see `_made.py`).
 
     Because log q(z | x) is not the density of N(loc, scale), the layer has
-    `sampled_kl = True`: the KL is estimated at the drawn z with `log_q`
-    from `draw_latent`.
+    `sampled_kl = True`: `VAEModel` estimates the KL at the drawn z with
+    `log_q` from `draw_latent`. (In a plain Keras model, without
+    `VAEModel`, the `KLRegularizer` before it can only add the KL of the
+    base Gaussian N(loc, scale), not of the flow.)
 
     Args:
         num_flows: number of flow steps T.

@@ -144,8 +144,7 @@ class VAEInference:
     def _batched(self, fn, x, batch_size):
         """`fn(list of input batches)` over `x` in batches; NumPy, concatenated."""
         batch_size = v.check_positive_int("batch_size", batch_size)
-        xs = list(x) if isinstance(x, (list, tuple)) else [x]
-        xs = [np.asarray(a) for a in xs]
+        xs = [np.asarray(a) for a in self._input_list(x)]
         outs = []
         for start in range(0, len(xs[0]), batch_size):
             out = fn([a[start:start + batch_size] for a in xs])
@@ -214,11 +213,11 @@ class VAEInference:
         fn = self._parts.functions.get(name)
         if fn is None:
             def step(x, y, k):
-                t = self._terms(x, y, k, training=False, need_weights=True)
+                t = self._terms(x, y, k, training=False)
                 return reduce(t)
             fn = tf.function(step, jit_compile=True, reduce_retracing=True)
             self._parts.functions[name] = fn
-        xs = x if isinstance(x, (list, tuple)) else [x]
+        xs = self._input_list(x)
         n = len(xs[0])
         b = min(batch_size, n)
         k_chunks = _sample_chunks(num_samples, max(1, _ROWS_PER_CHUNK // b))
@@ -227,7 +226,7 @@ class VAEInference:
             rows = np.arange(start, min(start + b, n))
             pad = np.concatenate([rows, np.full(b - len(rows), rows[0])])
             xb = [np.asarray(a)[pad] for a in xs]
-            xb_in = xb if isinstance(x, (list, tuple)) else xb[0]
+            xb_in = xb if len(xb) > 1 else xb[0]
             yb = np.asarray(y)[pad]
             parts = [(fn(xb_in, yb, k)[:len(rows)], k) for k in k_chunks]
             results.append(parts)
@@ -289,12 +288,14 @@ class VAEInference:
             ]
         )
 
-    def export_serving(self, path, log_likelihood_samples=100):
+    def export_serving(self, path, log_likelihood_samples=100,
+                       target_shape=None):
         """Writes a TensorFlow SavedModel for TF Serving; see `keras_vae.export`."""
         from keras_vae.export import export_serving
 
         return export_serving(
-            self, path, log_likelihood_samples=log_likelihood_samples
+            self, path, log_likelihood_samples=log_likelihood_samples,
+            target_shape=target_shape,
         )
 
 

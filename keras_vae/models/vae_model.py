@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from keras_vae import _validation as v
 from keras_vae import objectives
+from keras_vae.layers.kl_regularizer import KLRegularizer
 from keras_vae.models import graph as graph_lib
 from keras_vae.models._nonfinite import NonFiniteGuard, make_counters
 from keras_vae.models.inference import VAEInference
@@ -28,6 +29,11 @@ class _Parts:
         models = [level.stage for level in self.graph.levels]
         for model in models + [self.graph.decoder]:
             for layer in model.layers:
+                # A KLRegularizer inside a stage (a later level reading an
+                # earlier level's posterior parameters) is not a layer loss:
+                # the objective has its KL already.
+                if isinstance(layer, KLRegularizer):
+                    continue
                 if id(layer) not in seen:
                     seen.add(id(layer))
                     layers.append(layer)
@@ -230,6 +236,15 @@ class VAEModel(VAEInference, keras.Model):
         self.objective = v.check_choice(
             "objective", objective, objectives.OBJECTIVES
         )
+        shaped = [l.kl.name for l in self.levels
+                  if l.kl.free_bits > 0 or l.kl.capacity is not None]
+        if self.objective == "iwae" and shaped:
+            raise ValueError(
+                "objective='iwae' weighs log p(z) - log q(z) per sample and "
+                "has no place for free bits or a KL capacity, which "
+                f"KLRegularizer layers {shaped} set. Use objective='elbo'. "
+                f"Received: objective={objective!r}"
+            )
         relaxed = [l.name for l in self.levels if l.sampler.relaxed]
         if self.objective == "iwae" and relaxed:
             raise ValueError(
@@ -299,13 +314,27 @@ class VAEModel(VAEInference, keras.Model):
             )
         return x[0] if isinstance(x, (list, tuple)) else x
 
+    def _input_list(self, x):
+        """The model inputs as a list in `self.inputs` order (from one
+        tensor, a list/tuple, or a dict keyed by the Input names)."""
+        if isinstance(x, dict):
+            names = [t.name for t in self.inputs]
+            missing = [n for n in names if n not in x]
+            if missing:
+                raise ValueError(
+                    f"VAEModel '{self.name}' inputs are named {names}; the "
+                    f"dict of inputs lacks {missing}. Received keys: "
+                    f"{sorted(x)}"
+                )
+            return [x[n] for n in names]
+        return list(x) if isinstance(x, (list, tuple)) else [x]
+
     def _conditions(self, x):
         """The model inputs the decoder reads besides z (a label)."""
-        xs = x if isinstance(x, (list, tuple)) else [x]
+        xs = self._input_list(x)
         return [xs[i] for i in self._parts.graph.decoder_input_index]
 
-    def _terms(self, x, y, num_samples, training, need_weights=True,
-               seed=None):
+    def _terms(self, x, y, num_samples, training, seed=None):
         """Everything the objectives need, for K = num_samples draws.
 
         Returns a dict of float32 tensors: `log_px_z` (K, B), `kl` (B,)
@@ -314,11 +343,11 @@ class VAEModel(VAEInference, keras.Model):
         `log_pz`, `log_qz` (K, B) (summed over levels) and
         `log_weight_prior` (K, B): sum over levels of β (log p - log q), as
         the IWAE objective weighs them. A `seed` (int tensor (2,)) fixes
-        the noise instead of the samplers' streams. (`need_weights` is
-        kept for callers; unused outputs are pruned from the graph.)
+        the noise instead of the samplers' streams. (Outputs a caller does
+        not use are pruned from the traced graph.)
         """
         k = num_samples
-        xs = list(x) if isinstance(x, (list, tuple)) else [x]
+        xs = self._input_list(x)
         batch = tf.shape(xs[0])[0]
         tiled = {}
 
@@ -333,6 +362,13 @@ class VAEModel(VAEInference, keras.Model):
         log_pz = log_qz = weighted = 0.0
         for i, level in enumerate(self.levels):
             rows_k = bool(level.z_deps)  # the stage runs on K*B rows
+            kl_layer = level.kl
+            p = None
+            if not level.num_prior_params:
+                # Before the stage's call on the data: a VampPrior runs the
+                # stage on its pseudo-inputs, and the layer losses (activity
+                # regularisers) kept for the objective must be the data's.
+                p = kl_layer.prior_distribution()
             inputs = [model_input(j, rows_k) for j in level.input_index]
             inputs += [zs[d] for d in level.z_deps]
             outputs = graph_lib.call_as_list(
@@ -352,9 +388,9 @@ class VAEModel(VAEInference, keras.Model):
                 training=training,
             )
             zs.append(z)
-            kl_layer = level.kl
             q = level.sampler.posterior(params)
-            p = kl_layer.prior_distribution(prior_params)
+            if p is None:
+                p = kl_layer.prior_distribution(prior_params)
             # Shapes: per row of the stage, then (K, B).
             z_eval = z if rows_k else _unfold(z, k, batch)
             if log_q is not None and not rows_k:
@@ -398,7 +434,7 @@ class VAEModel(VAEInference, keras.Model):
     def _losses_and_metrics(self, x, y, sample_weight, training):
         k = self.num_samples
         iwae = self.objective == "iwae"
-        t = self._terms(x, y, k, training, need_weights=iwae)
+        t = self._terms(x, y, k, training)
         batch = tf.cast(tf.shape(t["kl"])[0], tf.float32)
         w = None
         if sample_weight is not None:
