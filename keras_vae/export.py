@@ -92,7 +92,7 @@ def export_serving(model, path, log_likelihood_samples=100,
         return {"reconstruction": likelihood.mean(params)}
 
     def encode(*args):
-        per_level, _, _ = model._mode_pass(list(args))
+        per_level, _ = model._mode_pass(list(args), decode=False)
         out = {}
         for level, params in zip(levels, per_level):
             keys = ["logits"] if len(params) == 1 else ["loc", "scale"]

@@ -26,11 +26,11 @@ class VAEInference:
         Several latents: a list with one such entry per level (in
         `levels` order), each computed given the earlier levels' modes.
         """
-        if len(self.levels) == 1:
-            out = self.encoder.predict(x, batch_size=batch_size, verbose=0)
-            return tuple(out) if isinstance(out, (list, tuple)) else out
-        per_level, _, _ = self._batched(self._mode_pass_fn(), x, batch_size)
-        return [p[0] if len(p) == 1 else tuple(p) for p in per_level]
+        per_level, _ = self._batched(
+            self._mode_pass_fn(decode=False), x, batch_size
+        )
+        out = [p[0] if len(p) == 1 else tuple(p) for p in per_level]
+        return out[0] if len(out) == 1 else out
 
     def posterior_mode(self, x, batch_size=256):
         """The latent point of each level that `reconstruct` decodes.
@@ -40,7 +40,7 @@ class VAEInference:
         each level given the earlier levels' modes. One array for one
         latent, else a list in `levels` order (NumPy).
         """
-        _, zs, _ = self._batched(self._mode_pass_fn(), x, batch_size)
+        _, zs = self._batched(self._mode_pass_fn(decode=False), x, batch_size)
         return zs[0] if len(zs) == 1 else list(zs)
 
     def decode(self, z, condition=None, batch_size=256):
@@ -89,11 +89,11 @@ class VAEInference:
         return np.asarray(self.likelihood.mean(params))
 
     # -------------------------------------------------- graph passes (TF)
-    def _mode_pass(self, xs):
-        """Every level at its posterior mode, then the decoder.
+    def _mode_pass(self, xs, decode=True):
+        """Every level at its posterior mode, then (if `decode`) the decoder.
 
         Returns `(posterior params per level, z per level, likelihood
-        params)`.
+        params)`, or the first two without `decode`.
         """
         zs, per_level = [], []
         for level in self.levels:
@@ -104,16 +104,21 @@ class VAEInference:
             params = outputs[:n]
             zs.append(level.sampler.mode(params, outputs[n + m:]))
             per_level.append(params)
+        if not decode:
+            return per_level, zs
         graph = self._parts.graph
         decoder_in = [zs[d] for d in graph.decoder_z]
         decoder_in += [xs[j] for j in graph.decoder_input_index]
         return per_level, zs, self.decoder(decoder_in, training=False)
 
-    def _mode_pass_fn(self):
-        fn = self._parts.functions.get("mode_pass")
+    def _mode_pass_fn(self, decode=True):
+        key = ("mode_pass", decode)
+        fn = self._parts.functions.get(key)
         if fn is None:
-            fn = tf.function(self._mode_pass, reduce_retracing=True)
-            self._parts.functions["mode_pass"] = fn
+            def mode_pass(xs):
+                return self._mode_pass(xs, decode=decode)
+            fn = tf.function(mode_pass, reduce_retracing=True)
+            self._parts.functions[key] = fn
         return fn
 
     def _ancestral(self, n, seed, conditions):
