@@ -19,7 +19,8 @@ from keras_vae.posteriors import posterior_distribution
 
 
 def kl_per_dimension(model, x, batch_size=256):
-    """Mean KL(q(z_d|x) ‖ p(z_d)) over `x` for each latent dimension, (L,).
+    """Mean KL(q(z_d|x) ‖ p(z_d)) over `x` for each latent dimension, (L,)
+    (the latent's shape, `(h, w, C)`, for a spatial latent).
 
     Needs one latent with a diagonal (or categorical: per variable)
     posterior and a factorised prior (the standard normal prior is), and no
@@ -32,8 +33,11 @@ def kl_per_dimension(model, x, batch_size=256):
         )
     params = model.encode(x, batch_size=batch_size)
     params = list(params) if isinstance(params, tuple) else [params]
+    kl_layer = model.kl_layer
     per_dim = _kl_per_dimension(
-        posterior_distribution(params), model.kl_layer.prior_distribution()
+        posterior_distribution(params),
+        kl_layer.prior_distribution(
+            event_shape=kl_layer.event_shape_of(params)),
     )
     if per_dim is None:
         raise ValueError(
@@ -84,7 +88,7 @@ def active_units(model, x, threshold=0.01, batch_size=256, level=None):
 
 def reconstruction_error(model, x, y=None, batch_size=256):
     """Mean squared error between targets and `reconstruct(x)`, per example."""
-    target = model._default_target(x) if y is None else y
+    target = model.default_target(x) if y is None else y
     recon = model.reconstruct(x, batch_size=batch_size)
     diff = np.asarray(target, np.float64) - np.asarray(recon, np.float64)
     return np.mean(diff.reshape(len(diff), -1) ** 2, axis=1)

@@ -7,8 +7,12 @@ Signatures (each with named inputs and outputs and a dynamic batch axis):
 | `serving_default` | model inputs (`x`, or `x`, `condition_1`, ...) | `reconstruction` (likelihood mean at the posterior mean) |
 | `encode` | model inputs | `loc`, `scale` (`logits` for a categorical latent; with several latents `loc_<level>`, `scale_<level>`, ...) |
 | `decode` | `z` (`z_<level>` for each latent the decoder reads, when several) (+ conditions) | `params` (likelihood parameters), `mean` |
-| `sample` | `num_samples` (int32 scalar), `seed` (int32 scalar) (+ conditions, one row each) | `samples` (ancestral through the levels) |
+| `sample` | `num_samples` (int32 scalar), `seed` (int32 scalar) (+ conditions, one row each) (+ `latent_shape` (int32 vector) when a latent's size is known only at run time) | `samples` (ancestral through the levels) |
 | `log_likelihood` | model inputs (+ `targets` for a conditional model, shaped like the first input unless `target_shape` says otherwise) | `log_likelihood` (per example, importance-sampled with a fixed K, in chunks of 16 samples; deterministic: fixed seeds, so the same request gets the same scores; a row batched with other rows gets other draws, within the Monte Carlo error) |
+
+Every signature runs the model's one forward pass, `VAEModel.trace`, and
+the `log_likelihood` signature the same chunked log-mean-exp
+(`keras_vae.objectives.chunked_logmeanexp`) as `VAEModel.log_likelihood`.
 
 The SavedModel needs only TensorFlow to load (`tf.saved_model.load`), not
 keras_vae. It is written to a temporary directory next to `path` and moved
@@ -16,7 +20,6 @@ into place with one rename, so a crash mid-export never leaves a partial
 model where a server would load it.
 """
 
-import math
 import os
 import shutil
 import tempfile
@@ -26,11 +29,12 @@ import tensorflow as tf
 
 from keras_vae import _validation as v
 from keras_vae import objectives
+from keras_vae.random import derive_seed
 
 # Importance samples per decoder call in the `log_likelihood` signature: the
 # memory of a request grows with batch x this, not batch x K.
 _SAMPLES_PER_CHUNK = 16
-# Seed of the `log_likelihood` signature's noise (with the chunk index).
+# Seed of the `log_likelihood` signature's noise (chunks derive theirs).
 _LOG_LIKELIHOOD_SEED = 20131220
 
 
@@ -65,7 +69,7 @@ def export_serving(model, path, log_likelihood_samples=100,
     """
     k_ll = v.check_positive_int("log_likelihood_samples", log_likelihood_samples)
     likelihood = model.likelihood
-    graph = model._parts.graph
+    graph = model.graph
     levels = graph.levels
     names = _input_names(model)
     in_specs = [_spec(t, n) for t, n in zip(model.inputs, names)]
@@ -78,6 +82,19 @@ def export_serving(model, path, log_likelihood_samples=100,
         )
         for d in graph.decoder_z
     ]
+    # Latents drawn from a prior whose size is known only at run time
+    # (a fully convolutional model): the `sample` signature takes it.
+    unknown = [i for i, level in enumerate(levels)
+               if level.prior_model is None
+               and any(d is None for d in level.z_shape)]
+    shape_specs = [
+        tf.TensorSpec(
+            (len(levels[i].z_shape),), tf.int32,
+            name="latent_shape" if len(unknown) == 1
+            else f"latent_shape_{levels[i].name}",
+        )
+        for i in unknown
+    ]
     if target_shape is None:
         target_spec = _spec(model.inputs[0], "targets")
     else:
@@ -88,13 +105,14 @@ def export_serving(model, path, log_likelihood_samples=100,
     single = len(in_specs) == 1
 
     def reconstruct(*args):
-        _, _, params = model._mode_pass(list(args))
-        return {"reconstruction": likelihood.mean(params)}
+        trace = model.trace(list(args), mode="mode")
+        return {"reconstruction": likelihood.mean(trace.decoder_params)}
 
     def encode(*args):
-        per_level, _ = model._mode_pass(list(args), decode=False)
+        trace = model.trace(list(args), mode="mode", decode=False)
         out = {}
-        for level, params in zip(levels, per_level):
+        for level in trace.levels:
+            params = level.params
             keys = ["logits"] if len(params) == 1 else ["loc", "scale"]
             suffix = "" if len(levels) == 1 else f"_{level.name}"
             out.update({k + suffix: p for k, p in zip(keys, params)})
@@ -106,16 +124,16 @@ def export_serving(model, path, log_likelihood_samples=100,
         return {"params": tf.cast(params, tf.float32),
                 "mean": likelihood.mean(params)}
 
-    def sample(num_samples, seed, *conds):
-        conds = {
-            j: tf.repeat(c[:1], num_samples, axis=0)
-            for j, c in zip(cond_idx, conds)
-        }
-        params = model._ancestral(num_samples, seed, conds)
-        return {"samples": likelihood.mean(params)}
-
-    k_chunk = min(k_ll, _SAMPLES_PER_CHUNK)
-    full_chunks, rest = divmod(k_ll, k_chunk)
+    def sample(num_samples, seed, *rest):
+        conds, shapes = rest[:len(cond_idx)], rest[len(cond_idx):]
+        xs = [None] * len(model.inputs)
+        for j, c in zip(cond_idx, conds):
+            xs[j] = tf.repeat(c[:1], num_samples, axis=0)
+        trace = model.trace(
+            xs, mode="prior", seed=derive_seed(seed), num_rows=num_samples,
+            latent_shapes=dict(zip(unknown, shapes)),
+        )
+        return {"samples": likelihood.mean(trace.decoder_params)}
 
     def log_likelihood(*args):
         if len(in_specs) == 1:
@@ -126,27 +144,12 @@ def export_serving(model, path, log_likelihood_samples=100,
         def chunk(k, index):
             # Fixed seeds: the same input always gets the same score, and
             # concurrent requests share no state.
-            seed = tf.stack([tf.constant(_LOG_LIKELIHOOD_SEED, tf.int64),
-                             tf.cast(index, tf.int64)])
-            t = model._terms(x, y, k, training=False, seed=seed)
-            log_w = objectives.log_weights(
-                t["log_px_z"], t["log_pz"], t["log_qz"]
-            )
-            return tf.reduce_logsumexp(log_w, axis=0)
+            seed = derive_seed(_LOG_LIKELIHOOD_SEED, index)
+            return model.trace(x, y, num_samples=k, seed=seed).log_weights()
 
-        def add(total, index, k):
-            return tf.reduce_logsumexp(tf.stack([total, chunk(k, index)]), 0)
-
-        batch = tf.shape(tf.nest.flatten(x)[0])[0]
-        total = tf.fill([batch], -float("inf"))
-        _, total = tf.while_loop(
-            lambda i, _: i < full_chunks,
-            lambda i, acc: (i + 1, add(acc, i, k_chunk)),
-            (tf.constant(0), total),
-        )
-        if rest:
-            total = add(total, full_chunks, rest)
-        return {"log_likelihood": total - math.log(k_ll)}
+        return {"log_likelihood": objectives.chunked_logmeanexp(
+            chunk, k_ll, _SAMPLES_PER_CHUNK
+        )}
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -159,7 +162,7 @@ def export_serving(model, path, log_likelihood_samples=100,
         "sample", sample,
         [tf.TensorSpec((), tf.int32, name="num_samples"),
          tf.TensorSpec((), tf.int32, name="seed")]
-        + [in_specs[j] for j in cond_idx],
+        + [in_specs[j] for j in cond_idx] + shape_specs,
     )
     ll_specs = in_specs if single else in_specs + [target_spec]
     archive.add_endpoint("log_likelihood", log_likelihood, ll_specs)

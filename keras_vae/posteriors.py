@@ -7,6 +7,9 @@ on what a scale of a given rank means:
 
 ```none
 (loc, scale), scale.shape == loc.shape         ->  q = prod_d N(z_d; loc_d, scale_d^2)
+                                                    (loc (B, L), or (B, *event) for a
+                                                    spatial latent: the product over
+                                                    every axis after the batch axis)
 (loc, scale), scale.shape == loc.shape + (L,)  ->  q = N(z; loc, scale scale^T), scale lower-triangular
 (logits,) of shape (B, N, C)                   ->  q = prod_n OneHotCategorical(z_n; logits_n)
 ```
@@ -39,13 +42,14 @@ def check_loc_scale(loc, scale, who):
         and same(scale_shape[:-1], loc_shape)
         and same(scale_shape[-1:], loc_shape[-1:])
     )
-    if len(loc_shape) < 2:
+    if len(loc_shape) < 2 or (len(loc_shape) > 2 and len(scale_shape) != len(loc_shape)):
         ok = False
     if not ok:
         raise ValueError(
             f"{who} expects `(loc, scale)` with loc of shape (batch, L) and "
             "scale of shape (batch, L) (diagonal) or (batch, L, L) "
-            "(lower-triangular). Received: "
+            "(lower-triangular), or loc and scale of one shape (batch, "
+            "*event) (a diagonal latent of any shape). Received: "
             f"loc.shape={loc_shape}, scale.shape={scale_shape}"
         )
 
@@ -64,11 +68,19 @@ def check_input_shape(input_shape, who):
 
 
 def gaussian_posterior(loc, scale):
-    """The TFP distribution for `(loc, scale)`: batch (B,), event (L,)."""
+    """The TFP distribution for `(loc, scale)`: batch (B,), event the rest.
+
+    Event `(L,)` for a flat latent; `(*event)` (every axis after the batch
+    axis) for a latent of any shape, as `Independent(Normal)`.
+    """
     loc = tf.cast(loc, tf.float32)
     scale = tf.cast(scale, tf.float32)
     if is_full_covariance(loc, scale):
         return tfd.MultivariateNormalTriL(loc=loc, scale_tril=scale)
+    if len(loc.shape) > 2:
+        return tfd.Independent(
+            tfd.Normal(loc, scale), reinterpreted_batch_ndims=len(loc.shape) - 1
+        )
     # MultivariateNormalDiag (not Independent(Normal)): TFP registers its
     # analytic KL against every MultivariateNormalLinearOperator prior,
     # full-covariance ones included.
@@ -100,7 +112,7 @@ def posterior_distribution(params):
 def reparameterize(loc, scale, eps):
     """z = loc + scale * eps (or loc + scale @ eps), in float32.
 
-    `eps` may carry extra leading sample axes: shape (..., B, L).
+    `eps` may carry extra leading sample axes: shape (..., B, *event).
     """
     loc = tf.cast(loc, tf.float32)
     scale = tf.cast(scale, tf.float32)

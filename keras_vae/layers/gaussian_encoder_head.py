@@ -8,6 +8,7 @@ from keras_vae import _validation as v
 tfb = tfp.bijectors
 
 COVARIANCES = ("diag", "full")
+SCALE_PARAMETERIZATIONS = ("softplus", "log_variance")
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -15,9 +16,12 @@ class GaussianEncoderHead(keras.layers.Layer):
     """Maps encoder features to the parameters of q(z | x) = N(loc, Σ).
 
     ```none
-    loc   = W_loc h + b_loc
-    diag: scale_d = softplus(W_s h + b_s)_d + min_scale          Σ = diag(scale^2)
-    full: scale   = fill_triangular(W_s h + b_s), diagonal as above  Σ = scale scale^T
+    loc   = W_loc h + b_loc,   r = W_s h + b_s
+    scale_parameterization="softplus":      s(r) = softplus(r) + min_scale
+    scale_parameterization="log_variance":  s(r) = exp(clip(r, -b, b) / 2) + min_scale,
+                                            b = max_abs_log_variance
+    diag: scale_d = s(r_d)                                       Σ = diag(scale^2)
+    full: scale   = fill_triangular(r), diagonal s(.)            Σ = scale scale^T
     ```
 
     The layer returns tensors, not a distribution: `(loc, scale)` with
@@ -30,6 +34,24 @@ class GaussianEncoderHead(keras.layers.Layer):
     Args:
         latent_dim: positive int, the latent dimensionality L.
         covariance: `"diag"` (default) or `"full"`.
+        flatten: bool. True (default): the axes after the batch axis are
+            flattened and projected to a flat latent `(batch, latent_dim)`.
+            False: the last axis is projected (a 1x1 convolution on a
+            feature map) and every other axis is kept, known or not:
+            features `(batch, h, w, F)` give `(loc, scale)` of shape
+            `(batch, h, w, latent_dim)`, the latent of a latent-diffusion
+            autoencoder. Diagonal covariance only.
+        scale_parameterization: how the scale pre-activation r becomes a
+            standard deviation: `"softplus"` (default; scale = softplus(r),
+            1 at r ≈ 0.54, linear for large r) or `"log_variance"` (r is
+            log σ², the keras.io pattern: scale = exp(r / 2), 1 at r = 0).
+            Both keep values and gradients finite for any finite r.
+        max_abs_log_variance: float > 0, the clip b of the log-variance
+            parameterisation: r is clipped to [-b, b] (σ between e^(-b/2)
+            and e^(b/2); beyond the clip the gradient of r is 0). Default
+            20 (σ in [4.5e-5, 2.2e4]), so exp never overflows float32 and
+            the KL stays finite at pre-activations of ±1e4. Unused by
+            `"softplus"`.
         min_scale: float > 0 added to every standard deviation (the
             diagonal of the Cholesky factor): a floor that keeps the scale
             positive and `log q(z | x)` and the KL finite even where the
@@ -38,21 +60,25 @@ class GaussianEncoderHead(keras.layers.Layer):
         kernel_initializer, bias_initializer: for the two Dense projections.
 
     Call arguments:
-        inputs: features of shape `(batch, ...)`; axes after the batch axis
-            are flattened.
+        inputs: features of shape `(batch, ...)`; with `flatten=True` the
+            axes after the batch axis are flattened.
 
     Input shape:
-        `(batch, ...)`.
+        `(batch, ...)`; with `flatten=False`, `(batch, ..., F)` with F known.
 
     Output shape:
         `((batch, latent_dim), (batch, latent_dim))` for `"diag"`,
-        `((batch, latent_dim), (batch, latent_dim, latent_dim))` for `"full"`.
+        `((batch, latent_dim), (batch, latent_dim, latent_dim))` for `"full"`;
+        with `flatten=False`, `(batch, ..., latent_dim)` twice.
 
     Example:
 
     ```python
     h = keras.layers.Dense(256, activation="relu")(x)
     loc, scale = keras_vae.GaussianEncoderHead(latent_dim=32)(h)
+
+    # A spatial latent: (B, 16, 16, 128) features -> (B, 16, 16, 4) latent.
+    loc, scale = keras_vae.GaussianEncoderHead(4, flatten=False)(feature_map)
     ```
     """
 
@@ -60,7 +86,10 @@ class GaussianEncoderHead(keras.layers.Layer):
         self,
         latent_dim,
         covariance="diag",
+        flatten=True,
         min_scale=1e-4,
+        scale_parameterization="softplus",
+        max_abs_log_variance=20.0,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         **kwargs,
@@ -68,6 +97,15 @@ class GaussianEncoderHead(keras.layers.Layer):
         super().__init__(**kwargs)
         self.latent_dim = v.check_positive_int("latent_dim", latent_dim)
         self.covariance = v.check_choice("covariance", covariance, COVARIANCES)
+        self.flatten = v.check_bool("flatten", flatten)
+        self.scale_parameterization = v.check_choice(
+            "scale_parameterization", scale_parameterization,
+            SCALE_PARAMETERIZATIONS,
+        )
+        self.max_abs_log_variance = v.check_float(
+            "max_abs_log_variance", max_abs_log_variance, minimum=0.0,
+            strict=True,
+        )
         self.min_scale = v.check_float(
             "min_scale", min_scale, minimum=0.0, strict=True
         )
@@ -89,15 +127,34 @@ class GaussianEncoderHead(keras.layers.Layer):
                 "GaussianEncoderHead expects features of shape (batch, ...). "
                 f"Received: input_shape={tuple(input_shape)}"
             )
-        features = 1
-        for d in input_shape[1:]:
-            if d is None:
+        if not self.flatten:
+            features = input_shape[-1]
+            if features is None:
                 raise ValueError(
-                    "GaussianEncoderHead needs the non-batch feature axes to "
-                    "be known (add pooling or Flatten before it). Received: "
+                    "GaussianEncoderHead(flatten=False) projects the last "
+                    "(feature) axis, which must be known. Received: "
                     f"input_shape={tuple(input_shape)}"
                 )
-            features *= d
+            if self.covariance == "full" and len(input_shape) > 2:
+                raise ValueError(
+                    "GaussianEncoderHead(flatten=False) keeps the axes "
+                    f"{tuple(input_shape[1:-1])} of its input, and a full "
+                    "covariance over a latent of that shape is not "
+                    "supported. Use covariance='diag', or flatten=True for a "
+                    "flat latent with full covariance. Received: "
+                    f"covariance='full', input_shape={tuple(input_shape)}"
+                )
+        else:
+            features = 1
+            for d in input_shape[1:]:
+                if d is None:
+                    raise ValueError(
+                        "GaussianEncoderHead needs the non-batch feature "
+                        "axes to be known (add pooling or Flatten before "
+                        "it, or use flatten=False to keep them). Received: "
+                        f"input_shape={tuple(input_shape)}"
+                    )
+                features *= d
         num_scale = self.params_size(self.latent_dim, self.covariance)
         num_scale -= self.latent_dim
         self.loc_dense = keras.layers.Dense(
@@ -119,24 +176,36 @@ class GaussianEncoderHead(keras.layers.Layer):
             # tf.linalg.set_diag has a gradient that XLA cannot compile when
             # the batch size is unknown (a last partial batch).
             self._fill_tril = tfb.FillScaleTriL(
-                diag_bijector=tfb.Chain(
-                    [tfb.Shift(self.min_scale), tfb.Softplus()]
-                ),
-                diag_shift=None,
+                diag_bijector=self._scale_bijector(), diag_shift=None,
             )
             self._eye = keras.ops.eye(self.latent_dim, dtype="float32")
 
+    def _scale_bijector(self):
+        """r -> standard deviation, as a TFP bijector (for the inverse)."""
+        if self.scale_parameterization == "softplus":
+            positive = tfb.Softplus()
+        else:
+            positive = tfb.Chain([tfb.Exp(), tfb.Scale(0.5)])
+        return tfb.Chain([tfb.Shift(self.min_scale), positive])
+
+    def _scale(self, raw):
+        """The standard deviation of a pre-activation (see the class doc)."""
+        if self.scale_parameterization == "softplus":
+            return keras.ops.softplus(raw) + self.min_scale
+        b = self.max_abs_log_variance
+        return keras.ops.exp(0.5 * keras.ops.clip(raw, -b, b)) + self.min_scale
+
     def call(self, inputs):
         h = inputs
-        if len(h.shape) > 2:
+        if self.flatten and len(h.shape) > 2:
             h = keras.ops.reshape(h, (-1, self.loc_dense.kernel.shape[0]))
         loc = keras.ops.cast(self.loc_dense(h), "float32")
         raw = keras.ops.cast(self.scale_dense(h), "float32")
         if self.covariance == "diag":
-            scale = keras.ops.softplus(raw) + self.min_scale
+            scale = self._scale(raw)
         else:
             tril = tfp.math.fill_triangular(raw)
-            diag = keras.ops.softplus(tril) + self.min_scale
+            diag = self._scale(tril)
             scale = tril * (1.0 - self._eye) + diag * self._eye
         return loc, scale
 
@@ -149,11 +218,13 @@ class GaussianEncoderHead(keras.layers.Layer):
         scale = keras.ops.convert_to_tensor(scale, "float32")
         if self.covariance == "full":
             return self._fill_tril.inverse(scale)
-        shifted = scale - self.min_scale
-        return shifted + keras.ops.log(-keras.ops.expm1(-shifted))
+        return self._scale_bijector().inverse(scale)
 
     def compute_output_shape(self, input_shape):
         batch = input_shape[0]
+        if not self.flatten:
+            loc = tuple(input_shape[:-1]) + (self.latent_dim,)
+            return loc, loc
         loc = (batch, self.latent_dim)
         if self.covariance == "diag":
             return loc, loc
@@ -172,7 +243,10 @@ class GaussianEncoderHead(keras.layers.Layer):
             {
                 "latent_dim": self.latent_dim,
                 "covariance": self.covariance,
+                "flatten": self.flatten,
                 "min_scale": self.min_scale,
+                "scale_parameterization": self.scale_parameterization,
+                "max_abs_log_variance": self.max_abs_log_variance,
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer
                 ),

@@ -120,6 +120,12 @@ class IAFSample(LatentSample):
                 f"Received: input_shape={input_shape}"
             )
         latent_dim = check_input_shape(shapes[:2], "IAFSample")
+        if len(shapes[0]) != 2:
+            raise ValueError(
+                "IAFSample needs a flat latent: loc of shape (batch, L). Use "
+                "GaussianEncoderHead(flatten=True) before it. Received: "
+                f"loc.shape={tuple(shapes[0])}"
+            )
         if latent_dim is None:
             raise ValueError(
                 "IAFSample needs the latent size L (last axis of loc) to be "

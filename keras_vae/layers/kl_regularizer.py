@@ -44,10 +44,15 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
                                         conditional prior p(z | y))
     ```
 
-    The output is the posterior part of the input, unchanged. The penalty is added with `add_loss`, so the
-    layer works in any Keras model; `VAEModel` asks the layer for the same
-    quantities directly (`kl_divergence`, `penalty`) to report the `kl`
-    metric and compute the ELBO.
+    The output is the posterior part of the input, unchanged. In a plain
+    Keras model the penalty is added with `add_loss`. Inside a `VAEModel`
+    the layer is a marker (`adds_loss` is set False): it computes and draws
+    nothing when called, and the model's objective asks it for the same
+    quantities (`prior_distribution`, `penalty`) on the trace.
+
+    The latent may have any shape: `(batch, L)`, or `(batch, h, w, C)` from
+    `GaussianEncoderHead(flatten=False)`; the KL is summed over every axis
+    after the batch axis.
 
     `weight` is stored in a non-trainable variable (`kl_weight`) that the
     compiled train step reads, so a callback can anneal it after `compile`
@@ -128,6 +133,9 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
                 trainable=False, name="kl_capacity", dtype="float32",
             )
         self.has_prior_params = False
+        # True in a plain Keras model; a VAEModel sets it False for the
+        # layers it reads: its objective computes the KL from the trace.
+        self.adds_loss = True
 
     def build(self, input_shape):
         posterior, prior_params = _split(input_shape, is_shape=True)
@@ -141,10 +149,12 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
                     f"Received: input_shape={input_shape}"
                 )
             self.latent_dim = shape[1]
+            self.event_shape = shape[1:]
             default = priors_lib.UniformCategorical
         else:
             self.latent_dim = check_input_shape(posterior, "KLRegularizer")
-            shape = (None, self.latent_dim)
+            shape = tuple(posterior[0])
+            self.event_shape = shape[1:]
             default = priors_lib.StandardNormal
         if prior_params is not None:
             if self.prior is not None:
@@ -162,23 +172,39 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
                     f"prior_scale)])`. Received: input_shape={input_shape}"
                 )
             check_input_shape(prior_params, "KLRegularizer (prior params)")
-            if tuple(prior_params[0])[-1] != self.latent_dim:
+            if tuple(prior_params[0])[1:] != self.event_shape:
                 raise ValueError(
                     "The prior parameters must have the posterior's latent "
-                    f"size {self.latent_dim}. Received: input_shape="
+                    f"shape {self.event_shape}. Received: input_shape="
                     f"{input_shape}"
                 )
         elif self.prior is None:
             self.prior = default()
+        if self.prior is not None:
+            self.prior.check_event_shape(
+                self.event_shape, f"KLRegularizer '{self.name}'"
+            )
         if self.prior is not None and not self.prior.built:
-            if getattr(self.prior, "builds_itself", False):
+            if self.prior.needs_encoder:
                 return  # VampPrior: built by VAEModel, which has the encoder
             self.prior.build(shape)
 
+    def event_shape_of(self, params):
+        """The shape of one z for posterior parameters `params`: the static
+        tuple when every axis is known, else the run-time int tensor."""
+        if all(d is not None for d in self.event_shape):
+            return tuple(self.event_shape)
+        return tf.shape(params[0])[1:]
+
     # ------------------------------------------------------------ queries
-    def prior_distribution(self, prior_params=None):
+    def prior_distribution(self, prior_params=None, event_shape=None):
         """p(z): the `prior`'s distribution, or the Gaussian N(p_loc, p_scale²)
-        of prior parameters computed by the model (batch (B,))."""
+        of prior parameters computed by the model (batch (B,)).
+
+        `event_shape`: the shape of one z (a tuple, or an int tensor from
+        `event_shape_of(params)`); needed only when the layer was built
+        with axes of unknown size (a spatial latent of any image size).
+        """
         if prior_params is not None:
             p_loc, p_scale = prior_params
             return posterior_distribution([p_loc, p_scale])
@@ -187,7 +213,17 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
                 f"KLRegularizer '{self.name}' takes its prior's parameters "
                 "from the model: pass them as `prior_params`."
             )
-        return self.prior.distribution(self.latent_dim)
+        if event_shape is None:
+            if any(d is None for d in self.event_shape):
+                raise ValueError(
+                    f"KLRegularizer '{self.name}' has a latent of shape "
+                    f"(batch, *{self.event_shape}), whose size is known only "
+                    "at run time: pass `event_shape`."
+                )
+            event_shape = self.event_shape
+        if isinstance(event_shape, tuple) and len(event_shape) == 1:
+            event_shape = int(event_shape[0])  # a flat latent: L, as ever
+        return self.prior.distribution(event_shape)
 
     def kl_divergence(self, params, prior_params=None, z=None, log_q=None):
         """Per-example KL(q ‖ p), shape (B,), float32, without the weight.
@@ -202,14 +238,15 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
         """
         return kl_divergence(
             posterior_distribution(params),
-            self.prior_distribution(prior_params), z, log_q,
+            self.prior_distribution(prior_params, self.event_shape_of(params)),
+            z, log_q,
         )
 
     def kl_per_dimension(self, params, prior_params=None):
         """Per-example, per-dimension KL (B, L), or None if it does not split."""
         return kl_per_dimension(
             posterior_distribution(params),
-            self.prior_distribution(prior_params),
+            self.prior_distribution(prior_params, self.event_shape_of(params)),
         )
 
     def penalty(self, kl, per_dimension=None):
@@ -223,7 +260,7 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
         ```
         """
         if self.free_bits > 0.0:
-            if per_dimension is not None:
+            if per_dimension is not None:  # (B, *event): every latent axis
                 total = tf.reduce_sum(
                     tf.maximum(
                         tf.reduce_mean(per_dimension, 0), self.free_bits
@@ -245,6 +282,9 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
             check_loc_scale(*posterior, "KLRegularizer")  # also once built
         if prior_params is not None:
             check_loc_scale(*prior_params, "KLRegularizer (prior params)")
+        out = posterior[0] if len(posterior) == 1 else tuple(posterior)
+        if not self.adds_loss:
+            return out  # a marker: the VAEModel's objective has the KL
         q = posterior_distribution(posterior)
 
         def draw():  # only called when the KL has no closed form
@@ -262,7 +302,7 @@ class KLRegularizer(SavesSeedState, keras.layers.Layer):
         if self.free_bits > 0.0:
             per_dim = self.kl_per_dimension(posterior, prior_params)
         self.add_loss(self.penalty(kl, per_dim))
-        return posterior[0] if len(posterior) == 1 else tuple(posterior)
+        return out
 
     def compute_output_shape(self, input_shape):
         posterior, _ = _split(input_shape, is_shape=True)

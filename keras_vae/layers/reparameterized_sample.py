@@ -47,10 +47,11 @@ class ReparameterizedSample(LatentSample):
         training: Python bool; draws when true.
 
     Input shape:
-        `((batch, L), (batch, L))` or `((batch, L), (batch, L, L))`.
+        `((batch, L), (batch, L))` or `((batch, L), (batch, L, L))`; or
+        `((batch, *event), (batch, *event))` for a latent of any shape.
 
     Output shape:
-        `(batch, L)`.
+        `(batch, L)` (or `(batch, *event)`).
 
     Example:
 
@@ -78,7 +79,8 @@ class ReparameterizedSample(LatentSample):
     def draw(self, loc, scale, num_samples=1, seed=None):
         """`num_samples` draws per row, folded into the batch axis.
 
-        Returns z of shape `(num_samples * B, L)`, sample-major: rows
+        Returns z of shape `(num_samples * B, *event)` (event: `(L,)`, or
+        the latent's shape after the batch axis), sample-major: rows
         `k * B ... (k + 1) * B - 1` are the k-th draw for the whole batch.
         With `seed` (an int tensor of shape (2,)) the draw is a fixed
         function of it and the layer's noise state is left alone.
@@ -86,7 +88,7 @@ class ReparameterizedSample(LatentSample):
         shape = tf.concat([[num_samples], tf.shape(loc)], axis=0)
         eps = standard_normal(shape, self.seed_generator, seed=seed)
         z = reparameterize(loc, scale, eps)
-        return tf.reshape(z, (-1, tf.shape(loc)[-1]))
+        return tf.reshape(z, tf.concat([[-1], tf.shape(loc)[1:]], 0))
 
     def draw_latent(self, params, context=(), num_samples=1, seed=None,
                     training=True):

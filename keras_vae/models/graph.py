@@ -17,56 +17,46 @@ Levels are in topological order (a level's stage reads only earlier z), so
 a two-level VAE with q(z2 | x) q(z1 | x, z2) and p(z2) p(z1 | z2) p(x | z1)
 has levels [z2, z1].
 
-It walks the graph through each KerasTensor's `_keras_history` (the
-operation that produced it and its inbound node); Keras 3 has no public
-graph-walking API, and this attribute is the one Keras itself documents for
-functional graphs.
+The graph is walked through `models/_keras_graph.py`, the one module that
+reads Keras' private graph state.
 """
 
-import collections
-
-import keras
+import dataclasses
+from typing import Any, Optional
 
 from keras_vae.layers.kl_regularizer import KLRegularizer
 from keras_vae.layers.latent_sample import LatentSample
-
-Level = collections.namedtuple(
-    "Level",
-    [
-        "name",           # the sampling layer's name (metric `kl_<name>`)
-        "sampler",        # the LatentSample layer
-        "kl",             # its KLRegularizer
-        "num_params",     # posterior params among the stage outputs
-        "num_prior_params",  # then prior params (0: the KL layer's prior)
-        "stage",          # keras.Model, see the module doc
-        "input_index",    # model inputs the stage reads
-        "z_deps",         # earlier levels whose z the stage reads
-        "prior_model",    # keras.Model or None
-        "prior_input_index",
-        "prior_z_deps",
-        "z_shape",        # shape of one z, without the batch axis
-    ],
-)
-
-VAEGraph = collections.namedtuple(
-    "VAEGraph",
-    [
-        "levels",           # list of Level, topologically ordered
-        "encoder",          # single level only: model inputs -> params
-        "decoder",          # keras.Model: [z of decoder_z] + inputs -> params
-        "decoder_z",        # levels whose z the decoder reads
-        "decoder_input_index",  # model inputs the decoder reads
-        "condition_index",  # model inputs generation needs (decoder, priors)
-    ],
-)
+from keras_vae.models import _keras_graph as kg
 
 
-def _producer(tensor):
-    history = getattr(tensor, "_keras_history", None)
-    if history is None:
-        return None, None
-    op = history.operation
-    return op, op._inbound_nodes[history.node_index]
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Level:
+    """One latent variable of a VAE graph (`VAEModel.levels`)."""
+
+    name: str              # the sampling layer's name (metric `kl_<name>`)
+    sampler: Any           # the LatentSample layer
+    kl: Any                # its KLRegularizer
+    num_params: int        # posterior params among the stage outputs
+    num_prior_params: int  # then prior params (0: the KL layer's prior)
+    stage: Any             # keras.Model, see the module doc
+    input_index: tuple     # model inputs the stage reads
+    z_deps: tuple          # earlier levels whose z the stage reads
+    prior_model: Optional[Any]  # keras.Model (prior params) or None
+    prior_input_index: tuple
+    prior_z_deps: tuple
+    z_shape: tuple         # shape of one z, no batch axis (None: unknown)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VAEGraph:
+    """A functional model read as a VAE (`VAEModel.graph`)."""
+
+    levels: tuple               # Level, topologically ordered
+    encoder: Optional[Any]      # single level only: model inputs -> params
+    decoder: Any                # keras.Model: [z of decoder_z] + inputs -> params
+    decoder_z: tuple            # levels whose z the decoder reads
+    decoder_input_index: tuple  # model inputs the decoder reads
+    condition_index: tuple      # model inputs generation needs (decoder, priors)
 
 
 def _reachable(outputs, z_ids, model_inputs):
@@ -89,27 +79,12 @@ def _reachable(outputs, z_ids, model_inputs):
         if id(t) in input_ids:
             inputs.add(input_ids[id(t)])
             continue
-        _, node = _producer(t)
+        _, node = kg.producer(t)
         if node is not None:
-            stack.extend(node.input_tensors)
-    return sorted(inputs), sorted(levels)
+            stack.extend(kg.node_inputs(node))
+    return tuple(sorted(inputs)), tuple(sorted(levels))
 
 
-def _submodel(inputs, outputs, name):
-    """`keras.Model(inputs, outputs)` on intermediate tensors of a graph.
-
-    Building a model from intermediate tensors makes Keras clone the graph
-    nodes between its inputs and outputs, and (Keras 3.15) it re-points the
-    `_keras_history` of tensors among its inputs at the clone; the original
-    model then fails to serialise ("could not find node key ..._ib-1").
-    Put their history back.
-    """
-    histories = [getattr(t, "_keras_history", None) for t in inputs]
-    model = keras.Model(inputs, outputs, name=name)
-    for t, history in zip(inputs, histories):
-        if history is not None:
-            t._keras_history = history
-    return model
 
 
 def _find_levels(model):
@@ -124,20 +99,20 @@ def _find_levels(model):
         )
     found, kl_nodes = [], {}
     for sampler in samplers:
-        if len(sampler._inbound_nodes) != 1:
+        nodes = kg.calls(sampler)
+        if len(nodes) != 1:
             raise ValueError(
                 f"The sampling layer '{sampler.name}' is called "
-                f"{len(sampler._inbound_nodes)} times; VAEModel needs each "
+                f"{len(nodes)} times; VAEModel needs each "
                 "latent sampled once."
             )
-        node = sampler._inbound_nodes[0]
-        inputs = list(node.input_tensors)
+        node = nodes[0]
+        inputs = kg.node_inputs(node)
         params = inputs[: sampler.num_params]
         context = inputs[sampler.num_params:]
-        op, kl_node = _producer(params[0])
+        op, kl_node = kg.producer(params[0])
         kl_outputs = (
-            list(kl_node.output_tensors) if isinstance(op, KLRegularizer)
-            else []
+            kg.node_outputs(kl_node) if isinstance(op, KLRegularizer) else []
         )
         if [id(t) for t in kl_outputs] != [id(t) for t in params]:
             raise ValueError(
@@ -154,10 +129,10 @@ def _find_levels(model):
                 f"{len(kl_nodes[id(kl_node)])} sampling layers "
                 f"({kl_nodes[id(kl_node)]}); each latent needs its own KL."
             )
-        kl_inputs = list(kl_node.input_tensors)
+        kl_inputs = kg.node_inputs(kl_node)
         found.append(
             (sampler, op, kl_inputs[: len(params)],
-             kl_inputs[len(params):], context, node.output_tensors[0])
+             kl_inputs[len(params):], context, kg.node_outputs(node)[0])
         )
     return found
 
@@ -208,26 +183,28 @@ def analyse(model):
     for i, (sampler, kl, params, prior_params, context, z) in enumerate(found):
         outputs = params + prior_params + context
         input_index, z_deps = _reachable(outputs, z_ids, model_inputs)
-        stage = _submodel(
+        stage = kg.submodel(
             [model_inputs[j] for j in input_index]
             + [z_tensors[d] for d in z_deps],
             outputs, f"{model.name}_{sampler.name}_stage",
         )
-        prior_model, prior_input_index, prior_z_deps = None, [], []
+        prior_model, prior_input_index, prior_z_deps = None, (), ()
         if prior_params:
             prior_input_index, prior_z_deps = _reachable(
                 prior_params, z_ids, model_inputs
             )
-            prior_model = _submodel(
+            prior_model = kg.submodel(
                 [model_inputs[j] for j in prior_input_index]
                 + [z_tensors[d] for d in prior_z_deps],
                 prior_params, f"{model.name}_{sampler.name}_prior",
             )
-        levels.append(
-            Level(sampler.name, sampler, kl, len(params), len(prior_params),
-                  stage, input_index, z_deps, prior_model, prior_input_index,
-                  prior_z_deps, tuple(z.shape[1:]))
-        )
+        levels.append(Level(
+            name=sampler.name, sampler=sampler, kl=kl,
+            num_params=len(params), num_prior_params=len(prior_params),
+            stage=stage, input_index=input_index, z_deps=z_deps,
+            prior_model=prior_model, prior_input_index=prior_input_index,
+            prior_z_deps=prior_z_deps, z_shape=tuple(z.shape[1:]),
+        ))
 
     decoder_input_index, decoder_z = _reachable(
         model.outputs, z_ids, model_inputs
@@ -237,20 +214,23 @@ def analyse(model):
             f"VAEModel '{model.name}': the output does not depend on any "
             "latent sample."
         )
-    decoder = _submodel(
+    decoder = kg.submodel(
         [z_tensors[d] for d in decoder_z]
         + [model_inputs[j] for j in decoder_input_index],
         model.outputs[0], f"{model.name}_decoder",
     )
-    condition_index = sorted(
+    condition_index = tuple(sorted(
         set(decoder_input_index).union(
             *[level.prior_input_index for level in levels]
         )
-    )
+    ))
     encoder = None
     if len(levels) == 1:
-        encoder = _submodel(
+        encoder = kg.submodel(
             model_inputs, found[0][2], f"{model.name}_encoder"
         )
-    return VAEGraph(levels, encoder, decoder, decoder_z, decoder_input_index,
-                    condition_index)
+    return VAEGraph(
+        levels=tuple(levels), encoder=encoder, decoder=decoder,
+        decoder_z=decoder_z, decoder_input_index=decoder_input_index,
+        condition_index=condition_index,
+    )

@@ -9,15 +9,17 @@ import tensorflow as tf
 
 from keras_vae import _validation as v
 from keras_vae import objectives
-from keras_vae.models.graph import call_as_list
+from keras_vae.models.trace import MODE, PRIOR
+from keras_vae.random import derive_seed
 
 # Decoder rows (K samples x examples) per call in `log_likelihood` / `elbo`.
 _ROWS_PER_CHUNK = 8192
 
 
 class VAEInference:
-    """Mixin of `VAEModel`: inference on arrays (needs `_terms`, `levels`,
-    `encoder`, `decoder`, `likelihood`, `_parts`)."""
+    """Mixin of `VAEModel`: inference on arrays, every pass through
+    `VAEModel.trace` (needs `trace`, `levels`, `graph`, `decoder`,
+    `likelihood`, `_parts`)."""
 
     def encode(self, x, batch_size=256):
         """Posterior parameters of q(z | x), as NumPy.
@@ -51,7 +53,7 @@ class VAEInference:
         """
         zs = list(z) if isinstance(z, (list, tuple)) else [z]
         zs = [np.asarray(a, "float32") for a in zs]
-        index = self._parts.graph.decoder_input_index
+        index = self.graph.decoder_input_index
         conds = self._condition_list(condition, len(zs[0]), index)
         return self.decoder.predict(
             zs + [conds[j] for j in index], batch_size=batch_size, verbose=0,
@@ -63,7 +65,7 @@ class VAEInference:
         _, _, params = self._batched(self._mode_pass_fn(), x, batch_size)
         return np.asarray(self.likelihood.mean(params))
 
-    def sample(self, n, seed=None, condition=None):
+    def sample(self, n, seed=None, condition=None, latent_shape=None):
         """Draws `n` latents from the prior, decodes, returns the mean.
 
         With several latents the draw is ancestral: each level from its
@@ -77,74 +79,91 @@ class VAEInference:
             condition: for a conditional VAE, the inputs the decoder (and
                 conditional priors) read besides z (one row, broadcast to
                 `n`, or `n` rows; a list when there are several).
+            latent_shape: the shape of one z (no batch axis) when it is
+                not known from the model (a spatial latent of a fully
+                convolutional model, `(None, None, C)`): e.g. `(8, 8, 4)`.
+                With several such levels, a dict level name -> shape.
         """
         n = v.check_positive_int("n", n)
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))
+        seed = v.check_seed("seed", seed)
         conds = self._condition_list(
-            condition, n, self._parts.graph.condition_index
+            condition, n, self.graph.condition_index
         )
-        conds = {j: tf.convert_to_tensor(c) for j, c in conds.items()}
-        params = self._ancestral(n, tf.constant(seed, tf.int32), conds)
-        return np.asarray(self.likelihood.mean(params))
+        xs = [None] * len(self.inputs)
+        for j, c in conds.items():
+            xs[j] = tf.convert_to_tensor(c)
+        trace = self.trace(
+            xs, mode=PRIOR, seed=derive_seed(seed), num_rows=n,
+            latent_shapes=self._latent_shapes(latent_shape),
+        )
+        return np.asarray(self.likelihood.mean(trace.decoder_params))
+
+    def _latent_shapes(self, latent_shape):
+        """dict level index -> shape of one z, from `latent_shape`."""
+        unknown = [i for i, level in enumerate(self.levels)
+                   if level.prior_model is None
+                   and any(d is None for d in level.z_shape)]
+        if latent_shape is None:
+            if unknown:
+                names = [self.levels[i].name for i in unknown]
+                shapes = [self.levels[i].z_shape for i in unknown]
+                raise ValueError(
+                    "Invalid value received for argument `latent_shape`: "
+                    f"the latent(s) {names} have shape(s) {shapes} (batch "
+                    "axis excluded), unknown until run time, so drawing "
+                    "from the prior needs `latent_shape`, e.g. "
+                    "latent_shape=(8, 8, 4). Received: latent_shape=None"
+                )
+            return {}
+        if not isinstance(latent_shape, dict):
+            if len(unknown) != 1 and len(self.levels) != 1:
+                raise ValueError(
+                    "Invalid value received for argument `latent_shape`: "
+                    "with several latents pass a dict level name -> shape. "
+                    f"Received: latent_shape={latent_shape!r}"
+                )
+            index = unknown[0] if unknown else 0
+            latent_shape = {self.levels[index].name: latent_shape}
+        by_name = {level.name: i for i, level in enumerate(self.levels)}
+        out = {}
+        for name, shape in latent_shape.items():
+            if name not in by_name:
+                raise ValueError(
+                    "Invalid value received for argument `latent_shape`: "
+                    f"no latent named '{name}' (latents: {list(by_name)})."
+                )
+            level = self.levels[by_name[name]]
+            shape = tuple(shape)
+            if len(shape) != len(level.z_shape) or any(
+                d is not None and d != e for d, e in zip(level.z_shape, shape)
+            ) or not all(isinstance(e, (int, np.integer)) and e > 0
+                         for e in shape):
+                raise ValueError(
+                    "Invalid value received for argument `latent_shape`: the "
+                    f"latent '{name}' has shape {level.z_shape} (batch axis "
+                    "excluded); expected positive sizes of that rank. "
+                    f"Received: latent_shape={shape}"
+                )
+            out[by_name[name]] = tuple(int(e) for e in shape)
+        return out
 
     # -------------------------------------------------- graph passes (TF)
-    def _mode_pass(self, xs, decode=True):
-        """Every level at its posterior mode, then (if `decode`) the decoder.
-
-        Returns `(posterior params per level, z per level, likelihood
-        params)`, or the first two without `decode`.
-        """
-        zs, per_level = [], []
-        for level in self.levels:
-            inputs = [xs[j] for j in level.input_index]
-            inputs += [zs[d] for d in level.z_deps]
-            outputs = call_as_list(level.stage, inputs, training=False)
-            n, m = level.num_params, level.num_prior_params
-            params = outputs[:n]
-            zs.append(level.sampler.mode(params, outputs[n + m:]))
-            per_level.append(params)
-        if not decode:
-            return per_level, zs
-        graph = self._parts.graph
-        decoder_in = [zs[d] for d in graph.decoder_z]
-        decoder_in += [xs[j] for j in graph.decoder_input_index]
-        return per_level, zs, self.decoder(decoder_in, training=False)
-
     def _mode_pass_fn(self, decode=True):
+        """Compiled: every level at its posterior mode (`trace` in "mode"
+        mode); returns (params per level, z per level[, likelihood params])."""
         key = ("mode_pass", decode)
         fn = self._parts.functions.get(key)
         if fn is None:
             def mode_pass(xs):
-                return self._mode_pass(xs, decode=decode)
+                t = self.trace(xs, mode=MODE, decode=decode)
+                out = ([list(l.params) for l in t.levels],
+                       [l.z for l in t.levels])
+                return out + (t.decoder_params,) if decode else out
             fn = tf.function(mode_pass, reduce_retracing=True)
             self._parts.functions[key] = fn
         return fn
-
-    def _ancestral(self, n, seed, conditions):
-        """Likelihood params of `n` draws from p(z...) p(x | z...).
-
-        `seed`: int32 scalar tensor; level i draws with seed `(seed, i)`.
-        `conditions`: dict model-input index -> tensor of `n` rows.
-        """
-        zs = []
-        for i, level in enumerate(self.levels):
-            level_seed = tf.stack([seed, tf.constant(i, seed.dtype)])
-            if level.prior_model is not None:
-                inputs = [conditions[j] for j in level.prior_input_index]
-                inputs += [zs[d] for d in level.prior_z_deps]
-                prior_params = call_as_list(
-                    level.prior_model, inputs, training=False
-                )
-                p = level.kl.prior_distribution(prior_params)
-                z = p.sample(seed=level_seed)
-            else:
-                z = level.kl.prior_distribution().sample(n, seed=level_seed)
-            zs.append(tf.cast(z, tf.float32))
-        graph = self._parts.graph
-        decoder_in = [zs[d] for d in graph.decoder_z]
-        decoder_in += [conditions[j] for j in graph.decoder_input_index]
-        return self.decoder(decoder_in, training=False)
 
     def _batched(self, fn, x, batch_size):
         """`fn(list of input batches)` over `x` in batches; NumPy, concatenated."""
@@ -206,38 +225,52 @@ class VAEInference:
             out[j] = c
         return out
 
-    def _chunked(self, name, x, y, num_samples, batch_size, reduce):
-        """Runs `reduce(terms)` over chunks of examples and of samples.
+    def _chunked(self, name, x, y, num_samples, batch_size, seed,
+                 values_fn, combine):
+        """`combine(values_fn(trace) over K samples)` per example, in chunks.
 
-        Calls of the compiled function keep their shapes (one or two XLA
-        compilations): sample chunks divide K where a divisor is near the
-        memory limit, and the last partial chunk of examples is padded
-        (and its padding dropped).
-        Returns, per example chunk, a list of `(reduced, k)` pairs.
+        One XLA-compiled function per (name, K, chunk size) runs all K
+        samples of a chunk of examples (a `tf.while_loop` over chunks of
+        samples, `keras_vae.objectives.chunked_*`); the last partial chunk
+        of examples is padded (and its padding dropped), so the function
+        keeps its shapes. Example chunk i draws with
+        `derive_seed(seed, i)`, its sample chunk c with a seed derived from
+        that and c.
         """
-        fn = self._parts.functions.get(name)
-        if fn is None:
-            def step(x, y, k):
-                t = self._terms(x, y, k, training=False)
-                return reduce(t)
-            fn = tf.function(step, jit_compile=True, reduce_retracing=True)
-            self._parts.functions[name] = fn
         xs = self._input_list(x)
         n = len(xs[0])
         b = min(batch_size, n)
-        k_chunks = _sample_chunks(num_samples, max(1, _ROWS_PER_CHUNK // b))
+        k_chunk = max(1, min(num_samples, _ROWS_PER_CHUNK // b))
+        key = (name, num_samples, k_chunk)
+        fn = self._parts.functions.get(key)
+        if fn is None:
+            def step(x, y, seed):
+                def chunk(k, index):
+                    t = self.trace(x, y, num_samples=k,
+                                   seed=derive_seed(seed, index))
+                    return values_fn(t)
+                return combine(chunk, num_samples, k_chunk)
+            fn = tf.function(step, jit_compile=True, reduce_retracing=True)
+            self._parts.functions[key] = fn
+        if seed is None:
+            # The first latent's noise stream: reproducible from the
+            # model's state (saved with it), and it moves on each call.
+            seed = self.levels[0].sampler.seed_generator.next()
+        else:
+            seed = v.check_seed("seed", seed)
         results = []
-        for start in range(0, n, b):
+        for i, start in enumerate(range(0, n, b)):
             rows = np.arange(start, min(start + b, n))
             pad = np.concatenate([rows, np.full(b - len(rows), rows[0])])
             xb = [np.asarray(a)[pad] for a in xs]
             xb_in = xb if len(xb) > 1 else xb[0]
             yb = np.asarray(y)[pad]
-            parts = [(fn(xb_in, yb, k)[:len(rows)], k) for k in k_chunks]
-            results.append(parts)
-        return results
+            out = fn(xb_in, yb, derive_seed(seed, i))
+            results.append(out.numpy()[:len(rows)])
+        return np.concatenate(results)
 
-    def log_likelihood(self, x, num_samples=1000, batch_size=100, y=None):
+    def log_likelihood(self, x, num_samples=1000, batch_size=100, y=None,
+                       seed=None):
         """Per-example importance-sampled estimate of log p(x), in nats.
 
         ```none
@@ -254,43 +287,38 @@ class VAEInference:
             batch_size: examples per chunk.
             y: targets, when they are not the input (a conditional VAE
                 with inputs `[x, label]` passes `y=x`).
+            seed: int for a reproducible estimate (the same seed and
+                batch_size give the same numbers), or None: a seed drawn
+                from the first latent's noise stream (so a model and its
+                saved copy give the same numbers).
 
         Returns:
             NumPy array of shape (N,).
         """
         num_samples = v.check_positive_int("num_samples", num_samples)
         batch_size = v.check_positive_int("batch_size", batch_size)
-        y = self._default_target(x) if y is None else y
-
-        def reduce(t):
-            log_w = objectives.log_weights(t["log_px_z"], t["log_pz"], t["log_qz"])
-            return tf.reduce_logsumexp(log_w, axis=0)
-
-        results = self._chunked(
-            "log_likelihood", x, y, num_samples, batch_size, reduce
-        )
-        return np.concatenate(
-            [objectives.logmeanexp_chunks(parts).numpy() for parts in results]
+        y = self.default_target(x) if y is None else y
+        return self._chunked(
+            "log_likelihood", x, y, num_samples, batch_size, seed,
+            lambda t: t.log_weights(), objectives.chunked_logmeanexp,
         )
 
-    def elbo(self, x, num_samples=1, batch_size=100, y=None):
-        """Per-example ELBO estimate with K samples (NumPy, shape (N,))."""
+    def elbo(self, x, num_samples=1, batch_size=100, y=None, seed=None):
+        """Per-example ELBO estimate with K samples (NumPy, shape (N,)).
+
+        ```none
+        ELBO(x) ~ (1/K) sum_k log p(x | z_k) - KL(q(z | x) || p(z))
+        ```
+
+        The KL is analytic where TFP has it (else sampled at the same z_k).
+        Arguments as `log_likelihood`.
+        """
         num_samples = v.check_positive_int("num_samples", num_samples)
         batch_size = v.check_positive_int("batch_size", batch_size)
-        y = self._default_target(x) if y is None else y
-
-        def reduce(t):
-            # Sum over this chunk's samples; the KL term is per sample so
-            # that chunks combine by a plain average.
-            k = tf.cast(tf.shape(t["log_px_z"])[0], tf.float32)
-            return tf.reduce_sum(t["log_px_z"], 0) - k * t["kl"]
-
-        results = self._chunked("elbo", x, y, num_samples, batch_size, reduce)
-        return np.concatenate(
-            [
-                sum(s.numpy() for s, _ in parts) / sum(k for _, k in parts)
-                for parts in results
-            ]
+        y = self.default_target(x) if y is None else y
+        return self._chunked(
+            "elbo", x, y, num_samples, batch_size, seed,
+            lambda t: t.log_px_z - t.kl[None], objectives.chunked_mean,
         )
 
     def export_serving(self, path, log_likelihood_samples=100,
@@ -303,16 +331,3 @@ class VAEInference:
             target_shape=target_shape,
         )
 
-
-def _sample_chunks(k, limit):
-    """Chunk sizes summing to k, each <= limit, with few distinct sizes.
-
-    Equal chunks when a divisor of k is within 4x of the limit (one
-    compilation), else chunks of `limit` and one remainder (two).
-    """
-    top = min(k, limit)
-    for d in range(top, max(top // 4, 1) - 1, -1):
-        if k % d == 0:
-            return [d] * (k // d)
-    full, rest = divmod(k, top)
-    return [top] * full + ([rest] if rest else [])

@@ -1,26 +1,33 @@
-"""Objectives: pure functions on tensors, apart from the layers.
+"""Objectives: how a VAE is scored, apart from the layers that describe it.
 
-The layers describe the model; these functions decide how it is scored
-(as Pyro keeps its ELBOs apart from models).
+Objective objects (`ELBO`, `IWAE`, or a user's subclass of `Objective`)
+map a forward trace to the loss and the metrics; the functions below are
+the pure tensor maths they and the evaluation share.
 """
 
-from keras_vae.objectives.elbo import elbo
-from keras_vae.objectives.iwae import iwae, log_weights, logmeanexp_chunks
+from keras_vae.objectives.base import Objective, get
+from keras_vae.objectives.elbo import ELBO, elbo
+from keras_vae.objectives.iwae import IWAE, iwae
 from keras_vae.objectives.kl import (
     has_analytic_kl,
     kl_divergence,
     kl_per_dimension,
 )
+from keras_vae.objectives.logmeanexp import chunked_logmeanexp, chunked_mean
 
-OBJECTIVES = ("elbo", "iwae")
+OBJECTIVES = ("elbo", "iwae")  # the string aliases `compile` takes
 
 __all__ = [
+    "ELBO",
+    "IWAE",
     "OBJECTIVES",
+    "Objective",
+    "chunked_logmeanexp",
+    "chunked_mean",
     "elbo",
+    "get",
     "has_analytic_kl",
     "iwae",
     "kl_divergence",
     "kl_per_dimension",
-    "log_weights",
-    "logmeanexp_chunks",
 ]

@@ -7,25 +7,20 @@ ELBO = IWAE_1 <= IWAE_K <= IWAE_{K+1} <= log p(x);  IWAE_K -> log p(x), K -> inf
 ```
 
 With large K the same quantity is the importance-sampled estimate of
-log p(x) used for evaluation (`VAEModel.log_likelihood`); `logmeanexp_chunks`
-combines chunks of samples so that K = 5000 need not fit in memory at once.
+log p(x) used for evaluation (`VAEModel.log_likelihood`), computed over
+chunks of samples by `keras_vae.objectives.chunked_logmeanexp`.
 
 References: Burda, Grosse & Salakhutdinov, "Importance Weighted
 Autoencoders", 2015; Rezende et al. 2014 (importance-sampled log p(x)).
 """
 
-import math
-
+import keras
 import tensorflow as tf
 
+from keras_vae import _validation as v
+from keras_vae.objectives.base import Objective
 
-def log_weights(log_px_z, log_pz, log_qz, kl_weight=1.0):
-    """log w = log p(x|z) + β (log p(z) - log q(z|x)); all shape (K, B).
-
-    `kl_weight` (β) is 1 for the bound itself; other values give the
-    annealed weights used during KL warm-up with the IWAE objective.
-    """
-    return log_px_z + kl_weight * (log_pz - log_qz)
+GRADIENTS = ("standard",)
 
 
 def iwae(log_w):
@@ -34,12 +29,60 @@ def iwae(log_w):
     return tf.reduce_logsumexp(log_w, axis=0) - tf.math.log(k)
 
 
-def logmeanexp_chunks(chunks):
-    """log mean exp over the concatenation of chunks of shape (K_i, B).
+@keras.saving.register_keras_serializable(package="keras_vae")
+class IWAE(Objective):
+    """The importance-weighted bound IWAE_K as the training objective.
 
-    Each chunk is given as `(logsumexp over its K_i samples, K_i)`; returns
-    log (1/sum K_i) sum_i exp(logsumexp_i), shape (B,).
+    ```none
+    loss = -mean_b log (1/K) sum_k p(x_b | z_k) [p(z_k) / q(z_k | x_b)]^β
+    ```
+
+    β is each level's `KLRegularizer` weight (1 gives the bound; KL
+    warm-up anneals it). The bound needs the density q(z | x) of every
+    training draw, so `compile` refuses relaxed (Gumbel-softmax) latents;
+    and it weighs log p(z) - log q(z) per sample, so it refuses free bits
+    and a KL capacity.
+
+    Args:
+        num_samples: K (default 5).
+        gradient: `"standard"` (the pathwise gradient of the bound).
+
+    Example:
+
+    ```python
+    vae.compile(loss=keras_vae.losses.BernoulliNLL(),
+                objective=keras_vae.objectives.IWAE(num_samples=5))
+    ```
+
+    References: Burda, Grosse & Salakhutdinov 2015.
     """
-    lse = tf.reduce_logsumexp(tf.stack([c for c, _ in chunks]), axis=0)
-    total = sum(k for _, k in chunks)
-    return lse - math.log(total)
+
+    def __init__(self, num_samples=5, gradient="standard"):
+        super().__init__(num_samples)
+        self.gradient = v.check_choice("gradient", gradient, GRADIENTS)
+
+    def check(self, model):
+        shaped = [l.kl.name for l in model.levels
+                  if l.kl.free_bits > 0 or l.kl.capacity is not None]
+        if shaped:
+            raise ValueError(
+                "objective='iwae' weighs log p(z) - log q(z) per sample and "
+                "has no place for free bits or a KL capacity, which "
+                f"KLRegularizer layers {shaped} set. Use objective='elbo'. "
+                f"Received: objective={self!r}"
+            )
+        relaxed = [l.name for l in model.levels if l.sampler.relaxed]
+        if relaxed:
+            raise ValueError(
+                "objective='iwae' needs the density q(z | x) of every "
+                "training draw; the relaxed (Gumbel-softmax) samples of "
+                f"{relaxed} have none in the discrete model. Use "
+                f"objective='elbo'. Received: objective={self!r}"
+            )
+
+    def loss(self, trace, sample_weight=None):
+        bound = iwae(trace.log_weights(weighted=True))
+        return -self.batch_mean(bound, sample_weight)
+
+    def get_config(self):
+        return {**super().get_config(), "gradient": self.gradient}

@@ -3,12 +3,9 @@
 import math
 
 import keras
-import tensorflow_probability as tfp
 
 from keras_vae import _validation as v
-from keras_vae.priors.base import Prior
-
-tfd = tfp.distributions
+from keras_vae.priors.base import Prior, standard_normal_distribution
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -19,7 +16,10 @@ class LearnedGaussian(Prior):
     s_d = softplus(r_d) + min_scale,   m, r trainable, initialised to N(0, I)
     ```
 
-    The KL to a diagonal Gaussian posterior stays analytic.
+    The KL to a diagonal Gaussian posterior stays analytic. For a latent
+    of shape `(h, w, C)` the parameters have that shape, with every axis
+    unknown when the prior is built (a spatial size known only at run
+    time) kept as 1 and broadcast: a per-channel prior.
 
     Args:
         min_scale: float >= 0, floor of the prior's standard deviations.
@@ -37,22 +37,22 @@ class LearnedGaussian(Prior):
 
     def build(self, input_shape):
         # Initial scale exactly 1: raw = softplus^-1(1 - min_scale).
-        latent_dim = input_shape[-1]
+        shape = tuple(1 if d is None else int(d) for d in input_shape[1:])
         self.loc = self.add_weight(
-            shape=(latent_dim,), initializer="zeros", name="loc",
+            shape=shape, initializer="zeros", name="loc",
             dtype="float32",
         )
         self.raw_scale = self.add_weight(
-            shape=(latent_dim,),
+            shape=shape,
             initializer=keras.initializers.Constant(
                 _softplus_inverse(max(1.0 - self.min_scale, 1e-3))
             ),
             name="raw_scale", dtype="float32",
         )
 
-    def distribution(self, latent_dim):
+    def distribution(self, event_shape):
         scale = keras.ops.softplus(self.raw_scale) + self.min_scale
-        return tfd.MultivariateNormalDiag(loc=self.loc, scale_diag=scale)
+        return standard_normal_distribution(event_shape, self.loc, scale)
 
     def get_config(self):
         config = super().get_config()

@@ -37,6 +37,8 @@ class MixtureOfGaussians(Prior):
     References: Dilokthanakul et al. 2016; Tomczak & Welling 2017.
     """
 
+    flat_only = True
+
     def __init__(self, num_components=10, min_scale=1e-3, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.num_components = v.check_positive_int(
@@ -61,7 +63,7 @@ class MixtureOfGaussians(Prior):
             dtype="float32",
         )
 
-    def distribution(self, latent_dim):
+    def distribution(self, event_shape=None):
         scales = keras.ops.softplus(self.raw_scales) + self.min_scale
         return tfd.MixtureSameFamily(
             tfd.Categorical(logits=self.logits),

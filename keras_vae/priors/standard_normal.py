@@ -1,12 +1,8 @@
 """The standard normal prior N(0, I)."""
 
 import keras
-import tensorflow as tf
-import tensorflow_probability as tfp
 
-from keras_vae.priors.base import Prior
-
-tfd = tfp.distributions
+from keras_vae.priors.base import Prior, standard_normal_distribution
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -14,8 +10,11 @@ class StandardNormal(Prior):
     """p(z) = N(z; 0, I), the default prior of `KLRegularizer`.
 
     ```none
-    log p(z) = -0.5 * sum_d z_d^2 - (L / 2) log(2 pi)
+    log p(z) = -0.5 * sum_d z_d^2 - (D / 2) log(2 pi)     D = every latent axis
     ```
+
+    Defined for latents of any shape: `(L,)`, or `(h, w, C)` feature maps
+    (known or not until run time).
 
     Example:
 
@@ -24,8 +23,5 @@ class StandardNormal(Prior):
     ```
     """
 
-    def distribution(self, latent_dim):
-        zeros = tf.zeros([latent_dim], tf.float32)
-        return tfd.MultivariateNormalDiag(
-            loc=zeros, scale_diag=tf.ones_like(zeros)
-        )
+    def distribution(self, event_shape):
+        return standard_normal_distribution(event_shape)

@@ -48,11 +48,21 @@ class UniformCategorical(Prior):
         self.num_variables = int(shape[1])
         self.num_classes = int(shape[2])
 
-    def distribution(self, latent_dim=None):
+    def distribution(self, event_shape=None):
         """Independent(OneHotCategorical): batch (), event (N, C), float32.
 
-        `latent_dim`, when an int, must be N (the number of latents).
+        `event_shape`, when given, is `(N, C)` (or the int N, the number of
+        latents) and must match the built shape.
         """
+        latent_dim = event_shape
+        if isinstance(event_shape, (tuple, list)) and len(event_shape) == 2:
+            if tuple(event_shape) != (self.num_variables, self.num_classes):
+                raise ValueError(
+                    "UniformCategorical was built for (N, C) = "
+                    f"{(self.num_variables, self.num_classes)}. Received: "
+                    f"event_shape={tuple(event_shape)!r}"
+                )
+            latent_dim = None
         if not self.built:
             raise ValueError(
                 "UniformCategorical needs `build((None, N, C))` before "

@@ -60,7 +60,8 @@ class VampPrior(Prior):
     ```
     """
 
-    builds_itself = True  # KLRegularizer leaves the build to VAEModel
+    flat_only = True
+    needs_encoder = True  # VAEModel attaches the encoder and builds it
 
     def __init__(self, num_pseudo_inputs=500, pseudo_input_activation=None,
                  initializer=None, seed=None, **kwargs):
@@ -143,7 +144,7 @@ class VampPrior(Prior):
             values = tf.atanh(tf.clip_by_value(values, -bound, bound))
         self.pseudo_input_variables.assign(values)
 
-    def distribution(self, latent_dim):
+    def distribution(self, event_shape=None):
         if self._encoder is None:
             raise ValueError(
                 "VampPrior has no encoder: it is completed by VAEModel, which "

@@ -213,7 +213,7 @@ def test_prior_params_of_another_latent_size_raise(symbolic):
                   (keras.Input((4,)), keras.Input((4,)))]
     else:
         inputs = [(LOC, SCALE), (p_loc, p_scale)]
-    with pytest.raises(ValueError, match="posterior's latent size 3"):
+    with pytest.raises(ValueError, match="posterior's latent shape \(3,\)"):
         KLRegularizer()(inputs)
 
 

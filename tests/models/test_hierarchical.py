@@ -108,7 +108,7 @@ def test_levels_are_found_in_sampling_order(model_params):
     vae = build(model_params)
     assert [level.name for level in vae.levels] == ["z2", "z1"]
     z2, z1 = vae.levels
-    assert z2.z_deps == [] and z1.z_deps == [0]
+    assert z2.z_deps == () and z1.z_deps == (0,)
     assert z1.num_prior_params == 2 and z1.prior_model is not None
     assert [m.name for m in vae.metrics] == [
         "loss", "elbo", "reconstruction", "kl", "kl_z2", "kl_z1"]
@@ -148,7 +148,10 @@ def test_wrong_posterior_orders_the_bounds(model_params):
     ll = vae.log_likelihood(x, num_samples=2000)
     assert elbo < iwae[0] < iwae[1] < np.mean(exact) + 0.01, (elbo, iwae)
     assert np.mean(exact) - elbo > 0.1
-    assert abs(np.mean(ll - exact)) < 0.02
+    # log p(x) by importance sampling, K = 2000: within 4 standard errors
+    # of the exact value over these 100 examples (about 0.013 nats).
+    diff = ll - exact
+    assert abs(np.mean(diff)) < 4 * np.std(diff) / np.sqrt(len(diff))
 
 
 def test_ancestral_samples_have_the_model_marginal(model_params):
@@ -227,8 +230,8 @@ def test_conditional_prior_from_a_label():
     raw = prior_head.raw_scale_params(np.ones(2, "float32")).numpy()
     prior_head.scale_dense.set_weights([np.zeros((2, 2), "float32"), raw])
     decoder.set_weights([np.eye(2, dtype="float32"), np.zeros(2, "float32")])
-    assert vae.levels[0].prior_input_index == [1]
-    assert vae._parts.graph.condition_index == [1]
+    assert vae.levels[0].prior_input_index == (1,)
+    assert vae.graph.condition_index == (1,)
 
     y = np.array([[1.0, -2.0]], "float32")
     draws = vae.sample(20_000, seed=0, condition=y)
@@ -237,11 +240,11 @@ def test_conditional_prior_from_a_label():
     # The KL term uses p(z | y) per example: equal to TFP's for those rows.
     x = np.random.default_rng(0).normal(size=(5, 2)).astype("float32")
     ys = np.random.default_rng(1).normal(size=(5, 2)).astype("float32")
-    terms = vae._terms([x, ys], x, 3, training=False)
+    terms = vae.trace([x, ys], x, num_samples=3)
     loc, scale = vae.encode([x, ys])
     want = tfd.kl_divergence(tfd.MultivariateNormalDiag(loc, scale),
                              tfd.MultivariateNormalDiag(3 * ys, np.ones_like(ys)))
-    np.testing.assert_allclose(terms["kl"], want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(terms.kl, want, rtol=1e-4, atol=1e-5)
     history = vae.fit([x, ys], x, batch_size=5, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
 

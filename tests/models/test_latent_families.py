@@ -9,6 +9,7 @@ import tensorflow as tf
 from scipy import special, stats
 
 import keras_vae
+from keras_vae.random import derive_seed
 from keras_vae.losses import BernoulliNLL
 from tests.models.conftest import binary_data
 
@@ -50,22 +51,23 @@ def test_iaf_kl_and_terms_are_the_flow_draws():
     assert isinstance(sampler, keras_vae.IAFSample) and sampler.sampled_kl
     _randomise(sampler)
     x, k = X[:8], 64
-    t = vae._terms(x, x, k, training=False, seed=SEED)
+    t = vae.trace(x, x, num_samples=k, seed=SEED)
 
     # Independently: the stage's (loc, scale, context), the flow's draws
     # with the same seed, the prior by hand, the decoder by hand.
     loc, scale, context = vae.levels[0].stage(x)
-    z, log_q = sampler.draw_latent([loc, scale], [context], k, seed=SEED)
+    z, log_q = sampler.draw_latent([loc, scale], [context], k,
+                                   seed=derive_seed(SEED, 0))
     z64 = z.numpy().astype("float64")
     log_p = stats.norm.logpdf(z64).sum(-1).reshape(k, 8)
     log_q = log_q.numpy().reshape(k, 8)
-    np.testing.assert_allclose(t["log_qz"], log_q, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(t["log_pz"], log_p, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(t["kl"], (log_q - log_p).mean(0), rtol=1e-5,
+    np.testing.assert_allclose(t.log_qz, log_q, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(t.log_pz, log_p, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(t.kl, (log_q - log_p).mean(0), rtol=1e-5,
                                atol=1e-5)
     logits = vae.decoder(z).numpy()
     np.testing.assert_allclose(
-        t["log_px_z"], _bernoulli_log_prob(np.tile(x, (k, 1)), logits)
+        t.log_px_z, _bernoulli_log_prob(np.tile(x, (k, 1)), logits)
         .reshape(k, 8), rtol=1e-5, atol=1e-4,
     )
     # The flow is used: log q is not the Gaussian density of z, and the
@@ -74,12 +76,12 @@ def test_iaf_kl_and_terms_are_the_flow_draws():
     assert np.abs(gauss - log_q).min() > 1e-2
     loc, scale = np.asarray(loc, "float64"), np.asarray(scale, "float64")
     kl_gauss = 0.5 * np.sum(scale**2 + loc**2 - 1 - 2 * np.log(scale), -1)
-    assert np.abs(t["kl"].numpy() - kl_gauss).max() > 0.1
+    assert np.abs(t.kl.numpy() - kl_gauss).max() > 0.1
     # Fixed seed: the same terms again; another seed, other draws.
-    again = vae._terms(x, x, k, training=False, seed=SEED)
-    np.testing.assert_array_equal(again["kl"], t["kl"])
-    other = vae._terms(x, x, k, training=False, seed=SEED + 1)
-    assert not np.allclose(other["kl"], t["kl"])
+    again = vae.trace(x, x, num_samples=k, seed=SEED)
+    np.testing.assert_array_equal(again.kl, t.kl)
+    other = vae.trace(x, x, num_samples=k, seed=SEED + 1)
+    assert not np.allclose(other.kl, t.kl)
 
 
 @pytest.fixture(scope="module")
@@ -127,9 +129,9 @@ def test_iaf_save_load_identical_outputs(trained_iaf, tmp_path):
     np.testing.assert_array_equal(loaded.reconstruct(x), vae.reconstruct(x))
     np.testing.assert_array_equal(loaded.log_likelihood(x, num_samples=30),
                                   vae.log_likelihood(x, num_samples=30))
-    t1 = loaded._terms(x, x, 4, training=False, seed=SEED)
-    t2 = vae._terms(x, x, 4, training=False, seed=SEED)
-    np.testing.assert_array_equal(t1["kl"], t2["kl"])
+    t1 = loaded.trace(x, x, num_samples=4, seed=SEED)
+    t2 = vae.trace(x, x, num_samples=4, seed=SEED)
+    np.testing.assert_array_equal(t1.kl, t2.kl)
 
 
 def test_iaf_export_serving_signatures(trained_iaf, tmp_path):

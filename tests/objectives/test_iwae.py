@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_vae import objectives
@@ -17,22 +18,24 @@ def test_iwae_does_not_overflow():
     np.testing.assert_allclose(objectives.iwae(log_w), [1000.0, -1000.0])
 
 
-def test_log_weights_with_kl_weight():
-    a, b, c = (tf.constant([[1.0]]), tf.constant([[2.0]]), tf.constant([[5.0]]))
-    assert objectives.log_weights(a, b, c).numpy().item() == 1.0 + 2.0 - 5.0
-    assert objectives.log_weights(a, b, c, 0.5).numpy().item() == 1.0 + 0.5 * (
-        2.0 - 5.0
-    )
-
-
-def test_chunks_combine_to_the_whole():
+@pytest.mark.parametrize("chunk", [1, 3, 4, 10, 64])
+def test_chunks_combine_to_the_whole(chunk):
+    # Chunks of 3 of K = 10: three full chunks in the while loop and a
+    # remainder of 1; the reference is numpy's log-mean-exp in float64.
     rng = np.random.default_rng(1)
-    log_w = rng.normal(size=(10, 3)).astype("float32")
-    parts = [(tf.reduce_logsumexp(log_w[i:j], 0), j - i)
-             for i, j in [(0, 3), (3, 4), (4, 10)]]
-    np.testing.assert_allclose(
-        objectives.logmeanexp_chunks(parts), objectives.iwae(log_w), rtol=1e-6
-    )
+    log_w = rng.normal(scale=4.0, size=(10, 3))
+    seen = []
+
+    def fn(k, index):
+        seen.append(k)
+        start = index * chunk
+        return tf.constant(log_w.astype("float32"))[start:start + k]
+
+    got = tf.function(lambda: objectives.chunked_logmeanexp(fn, 10, chunk))()
+    want = np.log(np.mean(np.exp(log_w), axis=0))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    mean = tf.function(lambda: objectives.chunked_mean(fn, 10, chunk))()
+    np.testing.assert_allclose(mean, log_w.mean(0), rtol=1e-5, atol=1e-6)
 
 
 def test_elbo_is_mean_reconstruction_minus_kl():
