@@ -424,15 +424,18 @@ class VAEModel(VAEInference, keras.Model):
             scaled = self.optimizer.scale_loss(loss / replicas)
         weights = self.trainable_weights
         grads = tape.gradient(scaled, weights)
-        finite = tf.math.is_finite(loss)
         if self._replicas() == 1:
-            # Skip the update of a non-finite step (see models/_nonfinite.py);
-            # the optimizer's variables exist already (Keras builds them).
-            tf.cond(
-                finite,
-                lambda: self.optimizer.apply_gradients(zip(grads, weights)),
-                lambda: self.optimizer.iterations,
-            )
+            # Skip the update of a non-finite step (see models/_nonfinite.py):
+            # apply it, then keep the old values where the loss was not
+            # finite. A select per variable fuses into the update under XLA;
+            # a `tf.cond` around `apply_gradients` made XLA on CPU run a conv
+            # VAE's step 10-20x slower (benchmarks/README.md).
+            finite = tf.math.is_finite(loss)
+            state = list(weights) + list(self.optimizer.variables)
+            before = [tf.identity(v) for v in state]
+            self.optimizer.apply_gradients(zip(grads, weights))
+            for v, old in zip(state, before):
+                v.assign(tf.where(finite, v, old))
         else:
             self.optimizer.apply_gradients(zip(grads, weights))
         for term, value in (("loss", loss), ("reconstruction",
