@@ -6,6 +6,14 @@ from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
+DOCS = [
+    "mkdocs>=1.6,<2",
+    "mkdocs-material>=9.8,<10",
+    "mkdocstrings[python]>=1.0.8,<2",
+    "mkdocstrings-python>=2.0,<3",
+    "black>=24",  # lays out long signatures in the API reference
+]
+
 setup(
     name="keras_vae",
     version="0.1.0",
@@ -18,22 +26,29 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["keras_vae", "keras_vae.*"]),
     install_requires=[
-        # TF 2.16 is the first release whose `tf.keras` is Keras 3.
-        "tensorflow>=2.16,<2.22",
-        "keras>=3.3,<4",
+        # The versions CI runs (models/_keras_graph.py reads Keras' private
+        # graph state, pinned by tests/models/test_keras_graph.py on these).
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.15,<3.16",
         # TFP's import needs tf-keras; the [tf] extra pulls the matching one.
-        "tensorflow-probability[tf]>=0.24,<0.26",
+        "tensorflow-probability[tf]>=0.25,<0.26",
         "numpy>=1.26",
     ],
     extras_require={
         # The test suite also smoke-runs the examples.
         "test": [
             "pytest>=8",
+            "pytest-xdist>=3.5",
             "hypothesis>=6.100",
             "matplotlib>=3.8",
             "scikit-learn>=1.4",
-        ],
-        "examples": ["matplotlib>=3.8", "scikit-learn>=1.4"],
+            # examples/latent_autoencoder.py: keras-hub's VAEBackbone.
+            "keras-hub>=0.32,<0.33",
+        ] + DOCS,  # tests/test_docs.py builds the site with --strict
+        "examples": ["matplotlib>=3.8", "scikit-learn>=1.4",
+                     "keras-hub>=0.32,<0.33"],
+        # `mkdocs build --strict` builds the documentation site (docs/).
+        "docs": DOCS,
     },
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -89,13 +89,28 @@ def _fit_one_step(model, input_data, loss="mse", require_update=True):
     return value
 
 
+def _count_state(layer, out):
+    """What a called layer created: weights, seed generators, losses."""
+    return {
+        "trainable weights": len(layer.trainable_weights),
+        "non-trainable weights": len(layer.non_trainable_weights),
+        # A SeedGenerator's state is a variable but not a weight.
+        "seed generators": len(layer.variables) - len(layer.weights),
+        "losses": len(layer.losses),
+    }
+
+
 def run_layer_test(
     cls,
     init_kwargs,
     input_data,
     expected_output_shape=None,
     training_arg=None,
-    deterministic=True,
+    *,
+    expected_num_trainable_weights,
+    expected_num_non_trainable_weights,
+    expected_num_seed_generators,
+    expected_num_losses,
 ):
     """Runs the shared checks for one layer configuration.
 
@@ -107,8 +122,11 @@ def run_layer_test(
         expected_output_shape: shape (or tuple of shapes) of the eager
             output, batch included.
         training_arg: passed as `training=` to the eager call when not None.
-        deterministic: whether two calls with the same state give the same
-            output; random layers are compared after save/load by seeding.
+        expected_num_*: what one eager call of a fresh layer leaves behind
+            (as Keras' own layer test asserts): trainable and non-trainable
+            weights, seed generators (their state is saved with the
+            weights) and losses added with `add_loss` — the cheapest guard
+            against a layer that silently adds a loss or forgets its seed.
     """
     layer = cls(**init_kwargs)
     _check_config(layer, cls, init_kwargs)
@@ -123,6 +141,16 @@ def run_layer_test(
         call_in = tf.constant(input_data)
     kwargs = {} if training_arg is None else {"training": training_arg}
     out = layer(call_in, **kwargs)
+    counts = _count_state(layer, out)
+    expected_counts = {
+        "trainable weights": expected_num_trainable_weights,
+        "non-trainable weights": expected_num_non_trainable_weights,
+        "seed generators": expected_num_seed_generators,
+        "losses": expected_num_losses,
+    }
+    assert counts == expected_counts, (
+        f"{cls.__name__} created {counts}, expected {expected_counts}"
+    )
     out_shapes = [tuple(o.shape) for o in _as_list(out)]
     for o in _as_list(out):
         assert np.all(np.isfinite(np.asarray(o, dtype="float64")))

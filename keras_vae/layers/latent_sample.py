@@ -58,12 +58,15 @@ class LatentSample(SavesSeedState, keras.layers.Layer):
 
     def draw_latent(self, params, context=(), num_samples=1, seed=None,
                     training=True):
+        """`(z, log_q)`: `num_samples` draws per row, sample-major, and
+        log q(z | x) or None (see the class doc)."""
         raise TypeError(
             f"{type(self).__name__} must define `draw_latent`; LatentSample "
             "is a base class."
         )
 
     def mode(self, params, context=()):
+        """The deterministic z that reconstructions decode."""
         raise TypeError(
             f"{type(self).__name__} must define `mode`; LatentSample is a "
             "base class."

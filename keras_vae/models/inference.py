@@ -4,6 +4,7 @@ Kept apart from the training step (`vae_model.py`): these methods run the
 encoder/decoder views of the graph on NumPy data, in chunks, outside `fit`.
 """
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -21,20 +22,22 @@ class VAEInference:
     `VAEModel.trace` (needs `trace`, `levels`, `graph`, `decoder`,
     `likelihood`, `_parts`)."""
 
-    def encode(self, x, batch_size=256):
+    def encode(self, x, batch_size=256, verbose=0):
         """Posterior parameters of q(z | x), as NumPy.
 
         One latent: `(loc, scale)` (Gaussian) or the logits (categorical).
         Several latents: a list with one such entry per level (in
         `levels` order), each computed given the earlier levels' modes.
+        `verbose=1` shows a progress bar over the batches (as `predict`;
+        so do `posterior_mode`, `decode` and `reconstruct`).
         """
         per_level, _ = self._batched(
-            self._mode_pass_fn(decode=False), x, batch_size
+            self._mode_pass_fn(decode=False), x, batch_size, verbose
         )
         out = [p[0] if len(p) == 1 else tuple(p) for p in per_level]
         return out[0] if len(out) == 1 else out
 
-    def posterior_mode(self, x, batch_size=256):
+    def posterior_mode(self, x, batch_size=256, verbose=0):
         """The latent point of each level that `reconstruct` decodes.
 
         The posterior mean `loc` for `ReparameterizedSample`, the flow of
@@ -42,10 +45,11 @@ class VAEInference:
         each level given the earlier levels' modes. One array for one
         latent, else a list in `levels` order (NumPy).
         """
-        _, zs = self._batched(self._mode_pass_fn(decode=False), x, batch_size)
+        _, zs = self._batched(self._mode_pass_fn(decode=False), x,
+                              batch_size, verbose)
         return zs[0] if len(zs) == 1 else list(zs)
 
-    def decode(self, z, condition=None, batch_size=256):
+    def decode(self, z, condition=None, batch_size=256, verbose=0):
         """Likelihood parameters (the decoder output) for latents `z`.
 
         `z`: an array, or a list of arrays when the decoder reads several
@@ -56,13 +60,15 @@ class VAEInference:
         index = self.graph.decoder_input_index
         conds = self._condition_list(condition, len(zs[0]), index)
         return self.decoder.predict(
-            zs + [conds[j] for j in index], batch_size=batch_size, verbose=0,
+            zs + [conds[j] for j in index], batch_size=batch_size,
+            verbose=verbose,
         )
 
-    def reconstruct(self, x, batch_size=256):
+    def reconstruct(self, x, batch_size=256, verbose=0):
         """E[x | z]: the likelihood's mean with every latent at its
         posterior mode (the mean; through the flow for `IAFSample`)."""
-        _, _, params = self._batched(self._mode_pass_fn(), x, batch_size)
+        _, _, params = self._batched(self._mode_pass_fn(), x, batch_size,
+                                     verbose)
         return np.asarray(self.likelihood.mean(params))
 
     def sample(self, n, seed=None, condition=None, latent_shape=None):
@@ -165,14 +171,18 @@ class VAEInference:
             self._parts.functions[key] = fn
         return fn
 
-    def _batched(self, fn, x, batch_size):
+    def _batched(self, fn, x, batch_size, verbose=0):
         """`fn(list of input batches)` over `x` in batches; NumPy, concatenated."""
         batch_size = v.check_positive_int("batch_size", batch_size)
         xs = [np.asarray(a) for a in self._input_list(x)]
         outs = []
-        for start in range(0, len(xs[0]), batch_size):
+        starts = range(0, len(xs[0]), batch_size)
+        bar = _progbar(len(starts), verbose)
+        for start in starts:
             out = fn([a[start:start + batch_size] for a in xs])
             outs.append(tf.nest.map_structure(lambda t: t.numpy(), out))
+            if bar is not None:
+                bar.add(1)
         return tf.nest.map_structure(
             lambda *parts: np.concatenate(parts, axis=0), *outs
         )
@@ -226,7 +236,7 @@ class VAEInference:
         return out
 
     def _chunked(self, name, x, y, num_samples, batch_size, seed,
-                 values_fn, combine):
+                 values_fn, combine, verbose=0):
         """`combine(values_fn(trace) over K samples)` per example, in chunks.
 
         One XLA-compiled function per (name, K, chunk size) runs all K
@@ -259,7 +269,9 @@ class VAEInference:
         else:
             seed = v.check_seed("seed", seed)
         results = []
-        for i, start in enumerate(range(0, n, b)):
+        starts = range(0, n, b)
+        bar = _progbar(len(starts), verbose)
+        for i, start in enumerate(starts):
             rows = np.arange(start, min(start + b, n))
             pad = np.concatenate([rows, np.full(b - len(rows), rows[0])])
             xb = [np.asarray(a)[pad] for a in xs]
@@ -267,10 +279,12 @@ class VAEInference:
             yb = np.asarray(y)[pad]
             out = fn(xb_in, yb, derive_seed(seed, i))
             results.append(out.numpy()[:len(rows)])
+            if bar is not None:
+                bar.add(1)
         return np.concatenate(results)
 
     def log_likelihood(self, x, num_samples=1000, batch_size=100, y=None,
-                       seed=None):
+                       seed=None, verbose=0):
         """Per-example importance-sampled estimate of log p(x), in nats.
 
         ```none
@@ -291,6 +305,8 @@ class VAEInference:
                 batch_size give the same numbers), or None: a seed drawn
                 from the first latent's noise stream (so a model and its
                 saved copy give the same numbers).
+            verbose: 0 (silent, default) or 1 (a progress bar over the
+                chunks of examples), as in `predict`.
 
         Returns:
             NumPy array of shape (N,).
@@ -301,9 +317,11 @@ class VAEInference:
         return self._chunked(
             "log_likelihood", x, y, num_samples, batch_size, seed,
             lambda t: t.log_weights(), objectives.chunked_logmeanexp,
+            verbose,
         )
 
-    def elbo(self, x, num_samples=1, batch_size=100, y=None, seed=None):
+    def elbo(self, x, num_samples=1, batch_size=100, y=None, seed=None,
+             verbose=0):
         """Per-example ELBO estimate with K samples (NumPy, shape (N,)).
 
         ```none
@@ -319,6 +337,7 @@ class VAEInference:
         return self._chunked(
             "elbo", x, y, num_samples, batch_size, seed,
             lambda t: t.log_px_z - t.kl[None], objectives.chunked_mean,
+            verbose,
         )
 
     def export_serving(self, path, log_likelihood_samples=100,
@@ -331,3 +350,11 @@ class VAEInference:
             target_shape=target_shape,
         )
 
+
+def _progbar(steps, verbose):
+    """A Keras progress bar over `steps` chunks when `verbose`, else None."""
+    if verbose not in (0, 1, 2, False, True):
+        raise v.invalid("verbose", "0, 1 or 2 (as in `predict`)", verbose)
+    if not verbose:
+        return None
+    return keras.utils.Progbar(steps, verbose=int(verbose), unit_name="chunk")

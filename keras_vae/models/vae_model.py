@@ -175,10 +175,13 @@ class VAEModel(VAEInference, keras.Model):
 
     @property
     def kl_layer(self):
+        """The `KLRegularizer` of the latent (one-level models)."""
         return self._single("kl_layer").kl
 
     @property
     def sampler(self):
+        """The sampling layer (`LatentSample`) of the latent (one-level
+        models)."""
         return self._single("sampler").sampler
 
     @property
@@ -199,6 +202,7 @@ class VAEModel(VAEInference, keras.Model):
 
     @property
     def likelihood(self):
+        """The likelihood loss given to `compile` (p(x | z))."""
         loss = getattr(self, "loss", None)
         if loss is None:
             raise ValueError(

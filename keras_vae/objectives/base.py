@@ -140,7 +140,9 @@ def get(identifier, num_samples=None):
         identifier = keras.saving.deserialize_keras_object(identifier)
     if isinstance(identifier, str):
         v.check_choice("objective", identifier, tuple(by_name))
-        return by_name[identifier](num_samples=num_samples or 1)
+        if num_samples is None:  # the objective's own default K
+            return by_name[identifier]()
+        return by_name[identifier](num_samples=num_samples)
     if not isinstance(identifier, Objective):
         raise v.invalid(
             "objective",

@@ -9,12 +9,14 @@ import sys
 import keras
 import matplotlib.image
 import numpy as np
+import pytest
 
 import keras_vae
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+@pytest.mark.slow
 def test_quick_run_learns_the_condition_and_writes_the_grid(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run(

@@ -29,6 +29,8 @@ def test_head_shared_layer_checks(shape):
         GumbelSoftmaxHead, {"num_variables": 3, "num_classes": 4},
         RNG.normal(size=shape).astype("float32"),
         expected_output_shape=(6, 3, 4),
+        expected_num_trainable_weights=2, expected_num_non_trainable_weights=0,
+        expected_num_seed_generators=0, expected_num_losses=0,
     )
 
 
@@ -64,6 +66,9 @@ def test_sample_shared_layer_checks(kwargs):
     run_layer_test(
         GumbelSoftmaxSample, kwargs, LOGITS, expected_output_shape=(6, 3, 4),
         training_arg=True,
+        # The temperature is a non-trainable weight (annealed by a callback).
+        expected_num_trainable_weights=0, expected_num_non_trainable_weights=1,
+        expected_num_seed_generators=1, expected_num_losses=0,
     )
 
 

@@ -60,6 +60,12 @@ def test_shared_layer_checks(context, inference):
         data,
         expected_output_shape=(B, L),
         training_arg=True,
+        # Per MADE step: 2 hidden kernels + 2 biases, shift and log-scale
+        # output kernels + biases (8); with a context its kernel into the
+        # first hidden layer and into both outputs (3 more).
+        expected_num_trainable_weights=2 * (11 if context else 8),
+        expected_num_non_trainable_weights=0,
+        expected_num_seed_generators=1, expected_num_losses=0,
     )
 
 

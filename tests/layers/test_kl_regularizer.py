@@ -35,9 +35,13 @@ class TwoBumpPrior(priors.Prior):
      ({"prior": priors.StandardNormal()}, TRIL)],
 )
 def test_shared_layer_checks(kwargs, scale):
+    # kl_weight (and kl_capacity) are non-trainable weights; one loss.
     run_layer_test(
         KLRegularizer, kwargs, (LOC, scale),
         expected_output_shape=((6, 3), scale.shape),
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=1 + ("capacity" in kwargs),
+        expected_num_seed_generators=1, expected_num_losses=1,
     )
 
 
@@ -268,6 +272,8 @@ def test_logits_shared_layer_checks():
     run_layer_test(
         KLRegularizer, {"weight": 0.7, "free_bits": 0.01, "seed": 2}, LOGITS,
         expected_output_shape=(6, 2, 4),
+        expected_num_trainable_weights=0, expected_num_non_trainable_weights=1,
+        expected_num_seed_generators=1, expected_num_losses=1,
     )
 
 

@@ -19,6 +19,8 @@ def test_shared_layer_checks(inference):
         (LOC, SCALE),
         expected_output_shape=(6, 3),
         training_arg=True,
+        expected_num_trainable_weights=0, expected_num_non_trainable_weights=0,
+        expected_num_seed_generators=1, expected_num_losses=0,
     )
 
 
@@ -28,6 +30,8 @@ def test_shared_layer_checks_full_covariance():
     run_layer_test(
         ReparameterizedSample, {"seed": 1}, (LOC, tril),
         expected_output_shape=(6, 3), training_arg=True,
+        expected_num_trainable_weights=0, expected_num_non_trainable_weights=0,
+        expected_num_seed_generators=1, expected_num_losses=0,
     )
 
 

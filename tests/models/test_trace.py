@@ -118,3 +118,15 @@ def test_derive_seed_streams_differ_and_agree_under_xla():
             xla(tf.constant(seed)), derive_seed(tf.constant(seed), 4, 2, 0))
     # Non-negative int32 values, the seed format TFP and Keras accept.
     assert np.all(derive_seed(7, 1, 2, 3).numpy() >= 0)
+
+
+def test_long_calls_show_progress_when_asked(vae, capsys):
+    x = X[:40]
+    vae.log_likelihood(x, num_samples=4, batch_size=10, seed=0)
+    assert "chunk" not in capsys.readouterr().out
+    vae.log_likelihood(x, num_samples=4, batch_size=10, seed=0, verbose=1)
+    assert "4/4" in capsys.readouterr().out
+    vae.reconstruct(x, batch_size=20, verbose=1)
+    assert "2/2" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"`verbose`.*Received: verbose=3"):
+        vae.elbo(x, verbose=3)

@@ -70,12 +70,16 @@ def test_mixture_matches_tfp_and_its_kl_is_sampled():
 
 
 @pytest.mark.parametrize(
-    "prior", [lambda: priors.LearnedGaussian(min_scale=0.01),
-              lambda: priors.MixtureOfGaussians(num_components=3, seed=2)],
+    "prior, num_weights",
+    [(lambda: priors.LearnedGaussian(min_scale=0.01), 2),  # loc, raw_scale
+     (lambda: priors.MixtureOfGaussians(num_components=3, seed=2), 3)],
     ids=["learned_gaussian", "mixture"])
-def test_kl_regularizer_with_prior_passes_shared_checks(prior):
+def test_kl_regularizer_with_prior_passes_shared_checks(prior, num_weights):
     run_layer_test(KLRegularizer, {"prior": prior(), "seed": 4}, (LOC, SCALE),
-                   expected_output_shape=((6, 3), (6, 3)))
+                   expected_output_shape=((6, 3), (6, 3)),
+                   expected_num_trainable_weights=num_weights,
+                   expected_num_non_trainable_weights=1,
+                   expected_num_seed_generators=1, expected_num_losses=1)
 
 
 def test_vae_trains_prior_weights_and_round_trips(tmp_path):

@@ -67,7 +67,10 @@ def test_monte_carlo_kl_with_hard_draws_agrees():
 def test_shared_layer_checks_and_build_survives_serialization():
     # A prior is an identity layer in a graph; it goes through the helper.
     run_layer_test(UniformCategorical, {}, LOGITS,
-                   expected_output_shape=(B, N, C))
+                   expected_output_shape=(B, N, C),
+                   expected_num_trainable_weights=0,
+                   expected_num_non_trainable_weights=0,
+                   expected_num_seed_generators=0, expected_num_losses=0)
     revived = keras.saving.deserialize_keras_object(
         keras.saving.serialize_keras_object(_prior())
     )
