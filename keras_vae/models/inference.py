@@ -22,14 +22,16 @@ class VAEInference:
     `VAEModel.trace` (needs `trace`, `levels`, `graph`, `decoder`,
     `likelihood`, `_parts`)."""
 
-    def encode(self, x, batch_size=256, verbose=0):
+    def encode(self, x, batch_size=4096, verbose=0):
         """Posterior parameters of q(z | x), as NumPy.
 
         One latent: `(loc, scale)` (Gaussian) or the logits (categorical).
         Several latents: a list with one such entry per level (in
         `levels` order), each computed given the earlier levels' modes.
         `verbose=1` shows a progress bar over the batches (as `predict`;
-        so do `posterior_mode`, `decode` and `reconstruct`).
+        so do `posterior_mode`, `decode` and `reconstruct`). Batches of
+        `batch_size` rows (default 4096) run XLA-compiled when the model's
+        steps are.
         """
         per_level, _ = self._batched(
             self._mode_pass_fn(decode=False), x, batch_size, verbose
@@ -37,7 +39,7 @@ class VAEInference:
         out = [p[0] if len(p) == 1 else tuple(p) for p in per_level]
         return out[0] if len(out) == 1 else out
 
-    def posterior_mode(self, x, batch_size=256, verbose=0):
+    def posterior_mode(self, x, batch_size=4096, verbose=0):
         """The latent point of each level that `reconstruct` decodes.
 
         The posterior mean `loc` for `ReparameterizedSample`, the flow of
@@ -49,7 +51,7 @@ class VAEInference:
                               batch_size, verbose)
         return zs[0] if len(zs) == 1 else list(zs)
 
-    def decode(self, z, condition=None, batch_size=256, verbose=0):
+    def decode(self, z, condition=None, batch_size=4096, verbose=0):
         """Likelihood parameters (the decoder output) for latents `z`.
 
         `z`: an array, or a list of arrays when the decoder reads several
@@ -59,17 +61,19 @@ class VAEInference:
         zs = [np.asarray(a, "float32") for a in zs]
         index = self.graph.decoder_input_index
         conds = self._condition_list(condition, len(zs[0]), index)
-        return self.decoder.predict(
-            zs + [conds[j] for j in index], batch_size=batch_size,
-            verbose=verbose,
-        )
+        fn = self._compiled("decode", lambda xs: self.decoder(xs, training=False))
+        return self._batched(fn, zs + [conds[j] for j in index], batch_size,
+                             verbose, as_inputs=False)
 
-    def reconstruct(self, x, batch_size=256, verbose=0):
+    def reconstruct(self, x, batch_size=4096, verbose=0):
         """E[x | z]: the likelihood's mean with every latent at its
         posterior mode (the mean; through the flow for `IAFSample`)."""
-        _, _, params = self._batched(self._mode_pass_fn(), x, batch_size,
-                                     verbose)
-        return np.asarray(self.likelihood.mean(params))
+        def reconstruct(xs):
+            t = self.trace(xs, mode=MODE)
+            return self.likelihood.mean(t.decoder_params)
+
+        fn = self._compiled("reconstruct", reconstruct)
+        return self._batched(fn, x, batch_size, verbose)
 
     def sample(self, n, seed=None, condition=None, latent_shape=None):
         """Draws `n` latents from the prior, decodes, returns the mean.
@@ -156,31 +160,54 @@ class VAEInference:
         return out
 
     # -------------------------------------------------- graph passes (TF)
+    def _compiled(self, key, fn):
+        """`fn` as a cached `tf.function`, XLA-compiled when the model's
+        steps are (`compile(jit_compile=...)`, True by default)."""
+        fn_key = (key, bool(getattr(self, "jit_compile", False)))
+        compiled = self._parts.functions.get(fn_key)
+        if compiled is None:
+            # No AutoGraph: these passes have no tensor-dependent Python
+            # control flow, and converting closures that share code (one
+            # per key) makes AutoGraph warn of a "closure mismatch".
+            compiled = tf.function(fn, jit_compile=fn_key[1],
+                                   reduce_retracing=True, autograph=False)
+            self._parts.functions[fn_key] = compiled
+        return compiled
+
     def _mode_pass_fn(self, decode=True):
         """Compiled: every level at its posterior mode (`trace` in "mode"
         mode); returns (params per level, z per level[, likelihood params])."""
-        key = ("mode_pass", decode)
-        fn = self._parts.functions.get(key)
-        if fn is None:
-            def mode_pass(xs):
-                t = self.trace(xs, mode=MODE, decode=decode)
-                out = ([list(l.params) for l in t.levels],
-                       [l.z for l in t.levels])
-                return out + (t.decoder_params,) if decode else out
-            fn = tf.function(mode_pass, reduce_retracing=True)
-            self._parts.functions[key] = fn
-        return fn
+        def mode_pass(xs):
+            t = self.trace(xs, mode=MODE, decode=decode)
+            out = ([list(l.params) for l in t.levels],
+                   [l.z for l in t.levels])
+            return out + (t.decoder_params,) if decode else out
+        return self._compiled(("mode_pass", decode), mode_pass)
 
-    def _batched(self, fn, x, batch_size, verbose=0):
-        """`fn(list of input batches)` over `x` in batches; NumPy, concatenated."""
+    def _batched(self, fn, x, batch_size, verbose=0, as_inputs=True):
+        """`fn(list of input batches)` over `x` in batches; NumPy, concatenated.
+
+        Every call has `batch_size` rows (the last batch is padded, its
+        padding dropped), so a compiled `fn` is traced once.
+        """
         batch_size = v.check_positive_int("batch_size", batch_size)
-        xs = [np.asarray(a) for a in self._input_list(x)]
+        xs = self._input_list(x) if as_inputs else list(x)
+        xs = [np.asarray(a) for a in xs]
+        n = len(xs[0])
+        b = min(batch_size, n)
         outs = []
-        starts = range(0, len(xs[0]), batch_size)
+        starts = range(0, n, b)
         bar = _progbar(len(starts), verbose)
         for start in starts:
-            out = fn([a[start:start + batch_size] for a in xs])
-            outs.append(tf.nest.map_structure(lambda t: t.numpy(), out))
+            rows = min(b, n - start)
+            batch = [a[start:start + b] for a in xs]
+            if rows < b:
+                pad = np.concatenate([np.arange(start, n),
+                                      np.full(b - rows, start)])
+                batch = [a[pad] for a in xs]
+            out = fn(batch)
+            outs.append(tf.nest.map_structure(
+                lambda t: np.asarray(t)[:rows], out))
             if bar is not None:
                 bar.add(1)
         return tf.nest.map_structure(
@@ -260,7 +287,8 @@ class VAEInference:
                                    seed=derive_seed(seed, index))
                     return values_fn(t)
                 return combine(chunk, num_samples, k_chunk)
-            fn = tf.function(step, jit_compile=True, reduce_retracing=True)
+            fn = tf.function(step, jit_compile=True, reduce_retracing=True,
+                             autograph=False)
             self._parts.functions[key] = fn
         if seed is None:
             # The first latent's noise stream: reproducible from the
