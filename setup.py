@@ -44,6 +44,9 @@ setup(
             "scikit-learn>=1.4",
             # examples/latent_autoencoder.py: keras-hub's VAEBackbone.
             "keras-hub>=0.32,<0.33",
+            # keras.callbacks.TensorBoard beside TensorBoardImages
+            # (tests/callbacks/test_tensorboard_images.py reads the logs).
+            "tensorboard>=2.21,<2.22",
         ] + DOCS,  # tests/test_docs.py builds the site with --strict
         "examples": ["matplotlib>=3.8", "scikit-learn>=1.4",
                      "keras-hub>=0.32,<0.33"],

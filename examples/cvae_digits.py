@@ -257,18 +257,14 @@ def save_class_grid(samples, path):
     """Writes (rows, cols, side * side) images in [0, 1] as one PNG.
 
     Pixel-exact (no figure margins): tiles of side x side pixels separated
-    by GRID_PAD grey pixels, the whole scaled by GRID_ZOOM; ink is dark.
+    by GRID_PAD grey pixels (`keras_vae.plotting.image_grid`), the whole
+    scaled by GRID_ZOOM; ink is dark.
     """
     rows, cols, pixels = samples.shape
     side = int(round(np.sqrt(pixels)))
-    step = side + GRID_PAD
-    canvas = np.full((rows * step + GRID_PAD, cols * step + GRID_PAD),
-                     GRID_PAD_GREY)
-    for r in range(rows):
-        for c in range(cols):
-            top, left = GRID_PAD + r * step, GRID_PAD + c * step
-            canvas[top:top + side, left:left + side] = (
-                samples[r, c].reshape(side, side))
+    canvas = keras_vae.plotting.image_grid(
+        samples.reshape(rows * cols, pixels), ncols=cols,
+        image_shape=(side, side), pad=GRID_PAD, pad_value=GRID_PAD_GREY)
     canvas = np.kron(canvas, np.ones((GRID_ZOOM, GRID_ZOOM)))
     plt.imsave(path, canvas, cmap="gray_r", vmin=0.0, vmax=1.0)
 

@@ -270,18 +270,6 @@ def evaluate(vae, x_test, num_samples, batch_size):
 
 
 # ---------------------------------------------------------------- images
-def tile(images, ncols):
-    """(N, P, P, 3) in [0, 1] -> one RGB canvas, white between tiles."""
-    n, side = len(images), images.shape[1]
-    nrows = -(-n // ncols)
-    step = side + GRID_PAD
-    canvas = np.ones((nrows * step + GRID_PAD, ncols * step + GRID_PAD, 3))
-    for i, img in enumerate(images):
-        top, left = (GRID_PAD + j * step for j in divmod(i, ncols))
-        canvas[top:top + side, left:left + side] = img
-    return canvas
-
-
 def save_pictures(vae, x_test, path, seed):
     """patches.png: test patches, their reconstructions, prior samples."""
     x = x_test[:NUM_SHOWN]
@@ -290,8 +278,9 @@ def save_pictures(vae, x_test, path, seed):
              vae.reconstruct(x)),
             ("samples from the prior N(0, I)",
              vae.sample(NUM_SHOWN, seed=seed))]
-    canvases = [np.clip(tile(np.asarray(images), GRID_COLUMNS), 0.0, 1.0)
-                for _, images in rows]
+    canvases = [keras_vae.plotting.image_grid(images, ncols=GRID_COLUMNS,
+                                              pad=GRID_PAD, pad_value=1.0)
+                for _, images in rows]  # clipped to [0, 1], white padding
     height = 8.0 * canvases[0].shape[0] / canvases[0].shape[1] + 0.4
     fig, axes = plt.subplots(len(rows), 1, figsize=(8, height * len(rows)))
     for ax, (title, _), canvas in zip(axes, rows, canvases):

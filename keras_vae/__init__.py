@@ -10,7 +10,14 @@ vae.compile(loss=keras_vae.losses.BernoulliNLL())
 ```
 """
 
-from keras_vae import callbacks, evaluate, losses, objectives, priors
+from keras_vae import (
+    callbacks,
+    evaluate,
+    losses,
+    objectives,
+    plotting,
+    priors,
+)
 from keras_vae.layers import (
     GaussianEncoderHead,
     GumbelSoftmaxHead,
@@ -37,5 +44,6 @@ __all__ = [
     "evaluate",
     "losses",
     "objectives",
+    "plotting",
     "priors",
 ]

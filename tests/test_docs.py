@@ -15,8 +15,8 @@
   numbers as the graph step: the rest of the suite checks XLA); set
   KERAS_VAE_DOCS_XLA=1 to run the blocks exactly as written.
 - `test_every_public_name_has_an_api_entry`: each public name (the
-  `__all__` of keras_vae, losses, priors, objectives and callbacks, the
-  functions of keras_vae.evaluate, Trace/LevelTrace/run_trace,
+  `__all__` of keras_vae, losses, priors, objectives, callbacks and
+  plotting, the functions of keras_vae.evaluate, Trace/LevelTrace/run_trace,
   random.derive_seed, export.export_serving) has a `::: name` entry in
   docs/api/*.md, and each entry names a real object.
 - The home page's user story is the README's, the examples gallery lists
@@ -138,10 +138,17 @@ def test_runnable_blocks(page, tmp_path, monkeypatch):
 def public_names():
     """`{public name: object}` of every name the API reference must show."""
     import keras_vae
-    from keras_vae import callbacks, evaluate, losses, objectives, priors
+    from keras_vae import (
+        callbacks,
+        evaluate,
+        losses,
+        objectives,
+        plotting,
+        priors,
+    )
 
     names = {f"keras_vae.{n}": getattr(keras_vae, n) for n in keras_vae.__all__}
-    for module in (losses, priors, objectives, callbacks):
+    for module in (losses, priors, objectives, callbacks, plotting):
         names.update({f"{module.__name__}.{n}": getattr(module, n)
                       for n in module.__all__})
     names.update({

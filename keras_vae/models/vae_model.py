@@ -438,8 +438,8 @@ class VAEModel(VAEInference, keras.Model):
             state = list(weights) + list(self.optimizer.variables)
             before = [tf.identity(v) for v in state]
             self.optimizer.apply_gradients(zip(grads, weights))
-            for v, old in zip(state, before):
-                v.assign(tf.where(finite, v, old))
+            for var, old in zip(state, before):
+                var.assign(tf.where(finite, var, old))
         else:
             self.optimizer.apply_gradients(zip(grads, weights))
         for term, value in (("loss", loss), ("reconstruction",

@@ -135,7 +135,7 @@ def test_log_variance_scale_is_exp_half_clipped_plus_floor():
 
 @pytest.mark.parametrize("param", ["softplus", "log_variance"])
 @pytest.mark.parametrize("covariance", ["diag", "full"])
-def test_raw_scale_params_inverts_the_scale_map(param, covariance):
+def test_raw_scale_params_closed_form_and_round_trip(param, covariance):
     head = GaussianEncoderHead(3, covariance=covariance,
                                scale_parameterization=param)
     head(FEATURES)

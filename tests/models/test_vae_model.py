@@ -5,7 +5,7 @@ import tensorflow as tf
 
 import keras_vae
 from keras_vae.losses import BernoulliNLL, GaussianNLL
-from tests.models.conftest import binary_data, mlp_vae
+from tests.models.conftest import mlp_vae
 
 
 def compiled(vae, lr=3e-3, **kwargs):
