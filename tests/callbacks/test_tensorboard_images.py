@@ -257,3 +257,17 @@ def test_flat_data_error_suggests_the_square_shape(tmp_path):
     with pytest.raises(ValueError, match=r"image_shape=\(4, 4\).*"
                                          r"Received: x.shape=\(32, 16\)"):
         TensorBoardImages(tmp_path, IMAGES.reshape(32, 16))
+
+
+def test_does_not_change_the_training_result(tmp_path):
+    """Same seeds, with and without the callback: identical weights (it
+    draws its samples from a fixed seed, not from the model's noise)."""
+    weights = []
+    for callbacks in ([], [TensorBoardImages(str(tmp_path), IMAGES[:4])]):
+        keras.utils.set_random_seed(3)
+        vae = image_vae()
+        vae.fit(IMAGES, batch_size=8, epochs=2, verbose=0, shuffle=False,
+                callbacks=callbacks)
+        weights.append([w.numpy() for w in vae.weights])
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
