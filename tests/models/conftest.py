@@ -14,10 +14,10 @@ def binary_data(n=512, d=32, seed=0):
     return np.where(flip, ~protos[idx], protos[idx]).astype("float32")
 
 
-def mlp_vae(d=32, latent=2, hidden=32, seed=0, name="vae"):
+def mlp_vae(d=32, latent=2, hidden=32, seed=0, name="vae", **head_kwargs):
     x_in = keras.Input((d,), name="x")
     h = keras.layers.Dense(hidden, activation="relu")(x_in)
-    q = keras_vae.GaussianEncoderHead(latent_dim=latent)(h)
+    q = keras_vae.GaussianEncoderHead(latent_dim=latent, **head_kwargs)(h)
     q = keras_vae.KLRegularizer()(q)
     z = keras_vae.ReparameterizedSample(seed=seed)(q)
     h = keras.layers.Dense(hidden, activation="relu")(z)
