@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_probability as tfp
 
 from keras_vae.losses import BernoulliNLL
@@ -29,7 +30,7 @@ def test_bernoulli_images_sum_all_event_axes():
 
 
 def test_bernoulli_validate_rejects_outside_support():
-    with pytest.raises(Exception, match=r"in \[0, 1\]"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"in \[0, 1\]"):
         BernoulliNLL(validate=True)(np.array([[2.0]]), np.array([[0.0]]))
 
 

@@ -54,7 +54,7 @@ def test_log_prob_compiles_under_xla():
 
 
 def test_validate_rejects_outside_support():
-    with pytest.raises(Exception, match=r"in \[0, 1\]"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"in \[0, 1\]"):
         BetaNLL(validate=True)(np.array([[1.5]]), np.zeros((1, 2)))
 
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_probability as tfp
 
 from keras_vae.losses import ContinuousBernoulliNLL
@@ -48,7 +49,7 @@ def test_stable_for_logits_near_zero():
 
 
 def test_validate_rejects_outside_support():
-    with pytest.raises(Exception, match=r"in \[0, 1\]"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"in \[0, 1\]"):
         ContinuousBernoulliNLL(validate=True)(
             np.array([[1.5]]), np.array([[0.0]])
         )

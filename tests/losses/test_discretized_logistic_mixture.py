@@ -130,7 +130,7 @@ def test_validate_rejects_off_grid_data():
                             np.zeros((1, 9))))
     # 0.5 is between two levels of a 256-level grid.
     for bad in [-0.1, 1.2, 0.5]:
-        with pytest.raises(Exception, match=r"on the grid j / 255"):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"on the grid j / 255"):
             loss(np.array([[bad]]), np.zeros((1, 3)))
 
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_probability as tfp
 
 from keras_vae.losses import GaussianNLL
@@ -83,5 +84,5 @@ def test_invalid_arguments():
 
 
 def test_validate_rejects_non_finite_data():
-    with pytest.raises(Exception, match="finite"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="finite"):
         GaussianNLL(validate=True)(np.array([[np.nan]]), np.array([[0.0]]))

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_probability as tfp
 
 from keras_vae.losses import NegativeBinomialNLL
@@ -42,7 +43,7 @@ def test_validate_rejects_non_counts():
     loss = NegativeBinomialNLL(validate=True)
     assert np.isfinite(loss(np.array([[0.0, 4.0]]), np.zeros((1, 4))))
     for bad in [-2.0, 0.5]:
-        with pytest.raises(Exception, match="non-negative integers"):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="non-negative integers"):
             loss(np.array([[bad]]), np.zeros((1, 2)))
 
 

@@ -1,5 +1,7 @@
 """The one forward trace: training, elbo and log_likelihood read the same."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -25,7 +27,7 @@ def vae():
 def test_trace_is_a_frozen_typed_record(vae):
     t = vae.trace(X[:8], X[:8], num_samples=3, seed=tf.constant([1, 2]))
     assert isinstance(t, Trace) and isinstance(t.levels[0], LevelTrace)
-    with pytest.raises(Exception, match="cannot assign"):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign"):
         t.mode = "mode"
     level = t.levels[0]
     assert level.z.shape == (24, 3)
