@@ -41,13 +41,15 @@ def test_analytic_kl_is_the_closed_form():
     p = _prior().distribution(N)
     assert has_analytic_kl(q, p)
     want = _closed_form_kl(LOGITS)
-    np.testing.assert_allclose(tfd.kl_divergence(q, p), want, rtol=1e-5,
-                               atol=1e-6)
     np.testing.assert_allclose(kl_divergence(q, p), want, rtol=1e-5,
                                atol=1e-6)
-    # Zero at the uniform posterior.
-    zero = tfd.kl_divergence(categorical_posterior(np.zeros((1, N, C))), p)
+    # Zero at the uniform posterior, N log C at a one-hot one.
+    zero = kl_divergence(categorical_posterior(np.zeros((1, N, C))), p)
     np.testing.assert_allclose(zero, [0.0], atol=1e-6)
+    one_hot = np.where(np.eye(C)[[0] * N], 0.0, -1e4)[None].astype("float32")
+    np.testing.assert_allclose(
+        kl_divergence(categorical_posterior(one_hot), p), [N * np.log(C)],
+        rtol=1e-5)
 
 
 def test_monte_carlo_kl_with_hard_draws_agrees():
