@@ -32,6 +32,7 @@ from typing import Any, Optional
 import tensorflow as tf
 
 from keras_vae import objectives
+from keras_vae.models.graph import call_as_list
 from keras_vae.random import derive_seed
 
 SAMPLE, MODE, PRIOR = "sample", "mode", "prior"
@@ -195,7 +196,7 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
             p = kl_layer.prior_distribution()
         inputs_i = [model_input(j, rows_k) for j in level.input_index]
         inputs_i += [zs[d] for d in level.z_deps]
-        outputs = _call_as_list(level.stage, inputs_i, training)
+        outputs = call_as_list(level.stage, inputs_i, training)
         n, m = level.num_params, level.num_prior_params
         params = tuple(outputs[:n])
         prior_params = tuple(outputs[n:n + m]) or None
@@ -271,7 +272,7 @@ def _prior_trace(model, inputs, seed, decode, num_rows, latent_shapes):
             prior_in = [xs[j] for j in level.prior_input_index]
             prior_in += [zs[d] for d in level.prior_z_deps]
             prior_params = tuple(
-                _call_as_list(level.prior_model, prior_in, False)
+                call_as_list(level.prior_model, prior_in, False)
             )
             p = level.kl.prior_distribution(prior_params)
             z = p.sample(seed=level_seed)
@@ -301,11 +302,6 @@ def _prior_trace(model, inputs, seed, decode, num_rows, latent_shapes):
         decoder_params = model.decoder(decoder_in, training=False)
     return Trace(mode=PRIOR, num_samples=1, levels=tuple(records),
                  decoder_params=decoder_params)
-
-
-def _call_as_list(model, inputs, training):
-    out = model(inputs, training=training)
-    return list(out) if isinstance(out, (list, tuple)) else [out]
 
 
 def unfold(t, k, batch):

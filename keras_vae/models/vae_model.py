@@ -132,9 +132,7 @@ class VAEModel(VAEInference, keras.Model):
             n = level.num_params
 
             def encoder(u, stage=level.stage, n=n):
-                out = stage(u)
-                out = list(out) if isinstance(out, (list, tuple)) else [out]
-                return out[:n]
+                return graph_lib.call_as_list(stage, u)[:n]
 
             prior.attach_encoder(
                 encoder, tuple(self.inputs[level.input_index[0]].shape)
