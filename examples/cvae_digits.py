@@ -40,7 +40,9 @@ import os
 import pathlib
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quieter TensorFlow
+from _quiet_tf import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()  # TF's C++ start-up lines off (see _quiet_tf.py)
 
 import keras  # noqa: E402
 import matplotlib  # noqa: E402

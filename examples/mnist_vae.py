@@ -38,7 +38,9 @@ import shutil
 import socket
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quieter TensorFlow
+from _quiet_tf import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()  # TF's C++ start-up lines off (see _quiet_tf.py)
 
 import h5py  # noqa: E402
 import keras  # noqa: E402
