@@ -425,27 +425,34 @@ class VAEModel(VAEInference, keras.Model):
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(loss / replicas)
         weights = self.trainable_weights
-        grads = tape.gradient(scaled, weights)
-        if self._replicas() == 1:
-            # Skip the update of a non-finite step (see models/_nonfinite.py):
-            # apply it, then keep the old values where the loss was not
-            # finite. A select per variable fuses into the update under XLA;
-            # a `tf.cond` around `apply_gradients` made XLA on CPU run a conv
-            # VAE's step 10-20x slower (benchmarks/README.md).
-            finite = tf.math.is_finite(loss)
-            state = list(weights) + list(self.optimizer.variables)
-            before = [tf.identity(v) for v in state]
+        self._apply_update(tape.gradient(scaled, weights), weights, loss)
+        self._count_nonfinite(loss, values)
+        return self._update_metrics(loss, values, self._batch_size(data))
+
+    def _apply_update(self, grads, weights, loss):
+        """The optimizer step, skipped (on one replica) when `loss` is not
+        finite (see models/_nonfinite.py): the update is applied, then the
+        old values are kept where the loss was not finite. A select per
+        variable fuses into the update under XLA; a `tf.cond` around
+        `apply_gradients` made XLA on CPU run a conv VAE's step 10-20x
+        slower (benchmarks/README.md)."""
+        if self._replicas() != 1:
             self.optimizer.apply_gradients(zip(grads, weights))
-            for var, old in zip(state, before):
-                var.assign(tf.where(finite, var, old))
-        else:
-            self.optimizer.apply_gradients(zip(grads, weights))
+            return
+        finite = tf.math.is_finite(loss)
+        state = list(weights) + list(self.optimizer.variables)
+        before = [tf.identity(v) for v in state]
+        self.optimizer.apply_gradients(zip(grads, weights))
+        for var, old in zip(state, before):
+            var.assign(tf.where(finite, var, old))
+
+    def _count_nonfinite(self, loss, values):
+        """Counts the step in the non-finite counters of its terms."""
         for term, value in (("loss", loss), ("reconstruction",
                             values["reconstruction"]), ("kl", values["kl"])):
             self._nonfinite[term].update_state(
                 tf.cast(tf.logical_not(tf.math.is_finite(value)), tf.float32)
             )
-        return self._update_metrics(loss, values, self._batch_size(data))
 
     def _batch_size(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
