@@ -52,6 +52,8 @@ setup(
                      "keras-hub>=0.32,<0.33"],
         # `mkdocs build --strict` builds the documentation site (docs/).
         "docs": DOCS,
+        # keras_vae.disentanglement's metrics (imported when called).
+        "disentanglement": ["scikit-learn>=1.4"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",
