@@ -4,8 +4,8 @@ import keras
 import tensorflow as tf
 
 from keras_vae import _validation as v
+from keras_vae.layers import _one_hot
 from keras_vae.layers.latent_sample import LatentSample
-from keras_vae.random import uniform
 
 INFERENCE_MODES = ("mode", "sample")
 
@@ -107,7 +107,9 @@ class GumbelSoftmaxSample(LatentSample):
         )
 
     def build(self, input_shape):
-        _check_logits_shape(_first_shape(input_shape))
+        _one_hot.check_logits_shape(
+            _one_hot.first_shape(input_shape), "GumbelSoftmaxSample"
+        )
 
     def draw(self, logits, num_samples=1, seed=None, hard=False):
         """`num_samples` draws per row, folded into the batch axis.
@@ -119,19 +121,20 @@ class GumbelSoftmaxSample(LatentSample):
         shape (2,)) the draw is a fixed function of it and the layer's noise
         state is left alone.
         """
-        logits = tf.cast(logits, tf.float32)
-        shape = tf.concat([[num_samples], tf.shape(logits)], axis=0)
-        u = uniform(shape, self.seed_generator, seed=seed)
-        perturbed = logits - tf.math.log(-tf.math.log(u))
+        perturbed = _one_hot.gumbel_perturbed(
+            logits, num_samples, self.seed_generator, seed
+        )
         if hard:
-            z = self._one_hot_argmax(perturbed)
+            z = _one_hot.one_hot_argmax(perturbed)
         else:
             tau = tf.convert_to_tensor(self.temperature_variable)
             z = tf.nn.softmax(perturbed / tau, axis=-1)
             if self.straight_through:
                 # Forward: exactly one-hot (z - stop_gradient(z) is 0).
-                z = self._one_hot_argmax(perturbed) + (z - tf.stop_gradient(z))
-        return tf.reshape(z, _fold_shape(logits))
+                z = _one_hot.one_hot_argmax(perturbed) + (
+                    z - tf.stop_gradient(z)
+                )
+        return tf.reshape(z, _one_hot.fold_shape(logits))
 
     def draw_latent(self, params, context=(), num_samples=1, seed=None,
                     training=True):
@@ -144,7 +147,7 @@ class GumbelSoftmaxSample(LatentSample):
 
     def mode(self, params, context=()):
         """The one-hot argmax of the logits, (B, N, C) float32."""
-        return self._one_hot_argmax(tf.cast(params[0], tf.float32))
+        return _one_hot.one_hot_argmax(tf.cast(params[0], tf.float32))
 
     def call(self, inputs, training=None):
         params, context = self.split_inputs(inputs)
@@ -154,20 +157,17 @@ class GumbelSoftmaxSample(LatentSample):
                 f"{len(params) + len(context)} tensors."
             )
         logits = params[0]
-        _check_logits_shape(tuple(logits.shape))  # also once built
+        _one_hot.check_logits_shape(  # also once built
+            tuple(logits.shape), "GumbelSoftmaxSample"
+        )
         if training:
             return self.draw(logits, 1)
         if self.inference == "sample":
             return self.draw(logits, 1, hard=True)
         return self.mode(params)
 
-    @staticmethod
-    def _one_hot_argmax(x):
-        depth = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
-        return tf.one_hot(tf.argmax(x, axis=-1), depth, dtype=tf.float32)
-
     def compute_output_shape(self, input_shape):
-        return tuple(_first_shape(input_shape))
+        return tuple(_one_hot.first_shape(input_shape))
 
     def compute_output_spec(self, inputs, training=None):
         params, _ = self.split_inputs(inputs)
@@ -185,30 +185,3 @@ class GumbelSoftmaxSample(LatentSample):
         )
         return config
 
-
-def _first_shape(input_shape):
-    """The logits' shape from `build`'s argument: a shape or `[shape]`."""
-    if (
-        isinstance(input_shape, (list, tuple))
-        and len(input_shape) > 0
-        and isinstance(input_shape[0], (list, tuple, tf.TensorShape))
-    ):
-        return tuple(input_shape[0])
-    return tuple(input_shape)
-
-
-def _check_logits_shape(shape):
-    if len(shape) != 3 or shape[-1] is None or shape[-1] < 2:
-        raise ValueError(
-            "GumbelSoftmaxSample expects logits of shape (batch, N, C) with "
-            f"a known number of classes C >= 2. Received: shape={shape}"
-        )
-
-
-def _fold_shape(logits):
-    """(-1, N, C), static where known, for z of K * B rows."""
-    dynamic = tf.shape(logits)
-    return [-1] + [
-        d if d is not None else dynamic[i + 1]
-        for i, d in enumerate(logits.shape[1:])
-    ]

@@ -12,7 +12,8 @@ given parameters, K reparameterised draws with their log-density, and a
 deterministic point for reconstructions. Subclasses:
 `ReparameterizedSample` (Gaussian), `IAFSample` (Gaussian pushed through an
 inverse autoregressive flow), `GumbelSoftmaxSample` (relaxed one-hot
-categorical).
+categorical), `CategoricalSample` (hard one-hot categorical, trained by
+score-function gradients).
 """
 
 import keras
@@ -34,6 +35,10 @@ class LatentSample(SavesSeedState, keras.layers.Layer):
     - `relaxed`: True when training draws are a continuous relaxation of a
       discrete latent (Gumbel-softmax): they have no density under q, so
       objectives that need log q(z) at training draws (IWAE) refuse them.
+    - `reparameterized`: False when z is not a differentiable function of
+      the posterior parameters (hard categorical draws): the objective
+      then gives the level score-function gradients (`ELBO`: REINFORCE
+      with control variates; `IWAE`: VIMCO).
     - `draw_latent(params, context, num_samples, seed, training)` ->
       `(z, log_q)`: z of shape `(num_samples * B, ...)`, sample-major (rows
       `k*B ... (k+1)*B - 1` are the k-th draw), and log q(z | x) of shape
@@ -46,6 +51,7 @@ class LatentSample(SavesSeedState, keras.layers.Layer):
     num_params = 2
     sampled_kl = False
     relaxed = False
+    reparameterized = True
 
     def split_inputs(self, inputs):
         """`(params, context)` lists from the call inputs."""

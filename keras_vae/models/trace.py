@@ -32,6 +32,7 @@ from typing import Any, Optional
 import tensorflow as tf
 
 from keras_vae import objectives
+from keras_vae.models.gradient_tap import GradientTap
 from keras_vae.models.graph import call_as_list
 from keras_vae.random import derive_seed
 
@@ -60,6 +61,14 @@ class LevelTrace:
         penalty: the level's `KLRegularizer` penalty, a scalar: β · KL
             (batch mean), or its free-bits / capacity form.
         kl_weight: β, the `KLRegularizer`'s weight (a variable).
+        sampler: the level's sampling layer (`LatentSample`): its
+            `posterior(params)` and `reparameterized` flag.
+        z_deps: indices of the earlier levels whose z this level's
+            posterior reads (its parents).
+        analytic_kl: whether `kl` is TFP's closed form (differentiable in
+            the posterior parameters without looking at z).
+        z_tap: the level's `GradientTap` when the trace was run with
+            `gradient_taps=True` (z went through it), else None.
     """
 
     name: str
@@ -71,6 +80,10 @@ class LevelTrace:
     kl: Any = None
     penalty: Any = None
     kl_weight: Any = 1.0
+    sampler: Any = None
+    z_deps: tuple = ()
+    analytic_kl: bool = False
+    z_tap: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +97,10 @@ class Trace:
         decoder_params: the likelihood parameters, `(K·B, ...)`
             sample-major (None when the trace did not decode).
         log_px_z: log p(x | z_k), `(K, B)`, when targets were given.
+        inputs: the model inputs (a list in `model.inputs` order, B rows),
+            for objectives whose baselines read x.
+        training: whether the trace ran in training mode (objectives
+            update their running statistics only then).
     """
 
     mode: str
@@ -91,6 +108,8 @@ class Trace:
     levels: tuple
     decoder_params: Any = None
     log_px_z: Any = None
+    inputs: Any = None
+    training: bool = False
 
     @property
     def kl(self):
@@ -123,6 +142,13 @@ class Trace:
         """The K-sample ELBO estimate per example (B,), β = 1."""
         return objectives.elbo(self.log_px_z, self.kl)
 
+    def unfolded_z(self, index):
+        """Level `index`'s z as `(K, B, *event)` ("sample" mode)."""
+        z = self.levels[index].z
+        batch = tf.shape(self.log_px_z if self.log_px_z is not None
+                         else self.levels[index].log_q)[1]
+        return unfold(z, self.num_samples, batch)
+
     def log_weights(self, weighted=False):
         """Importance log weights, (K, B).
 
@@ -143,7 +169,7 @@ class Trace:
 
 def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
               training=False, seed=None, decode=True, num_rows=None,
-              latent_shapes=None):
+              latent_shapes=None, gradient_taps=False):
     """Runs the levels of `model` (a `VAEModel`) and returns a `Trace`.
 
     Args:
@@ -165,6 +191,9 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
         latent_shapes: in "prior" mode, the shape of one z (no batch
             axis) per level whose shape is not known statically, as a dict
             level index -> shape.
+        gradient_taps: pass each level's z through a `GradientTap`
+            ("sample" mode), for objectives that rescale the gradient
+            reaching the encoder through z (DReG).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}. Received: {mode!r}")
@@ -206,6 +235,7 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
             records.append(LevelTrace(
                 name=level.name, params=params, prior_params=prior_params,
                 z=zs[-1], kl_weight=kl_layer.kl_weight,
+                sampler=level.sampler, z_deps=tuple(level.z_deps),
             ))
             continue
         level_seed = None if seed is None else derive_seed(seed, i)
@@ -213,6 +243,10 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
             list(params), context, 1 if rows_k else k, level_seed,
             training=training,
         )
+        tap = None
+        if gradient_taps:
+            tap = GradientTap(k)
+            z = tap(z)
         zs.append(z)
         q = level.sampler.posterior(list(params))
         if p is None:
@@ -223,6 +257,7 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
         z_eval = z if rows_k else unfold(z, k, batch)
         if log_q is not None and not rows_k:
             log_q = tf.reshape(log_q, (k, batch))
+        analytic = log_q is None and objectives.has_analytic_kl(q, p)
         kl = objectives.kl_divergence(q, p, z_eval, log_q)
         if log_q is None:
             log_q = q.log_prob(z_eval)
@@ -239,7 +274,8 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
             log_q=tf.reshape(log_q, (k, batch)),
             log_p=tf.reshape(lp, (k, batch)), kl=kl,
             penalty=kl_layer.penalty(kl, per_dim),
-            kl_weight=kl_layer.kl_weight,
+            kl_weight=kl_layer.kl_weight, sampler=level.sampler,
+            z_deps=tuple(level.z_deps), analytic_kl=analytic, z_tap=tap,
         ))
 
     decoder_params = log_px_z = None
@@ -255,7 +291,8 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
                 (k, batch),
             )
     return Trace(mode=mode, num_samples=k, levels=tuple(records),
-                 decoder_params=decoder_params, log_px_z=log_px_z)
+                 decoder_params=decoder_params, log_px_z=log_px_z,
+                 inputs=xs, training=bool(training))
 
 
 def _prior_trace(model, inputs, seed, decode, num_rows, latent_shapes):
@@ -293,6 +330,7 @@ def _prior_trace(model, inputs, seed, decode, num_rows, latent_shapes):
         records.append(LevelTrace(
             name=level.name, params=None, prior_params=prior_params, z=z,
             log_p=p.log_prob(z)[None], kl_weight=level.kl.kl_weight,
+            sampler=level.sampler, z_deps=tuple(level.z_deps),
         ))
     decoder_params = None
     if decode:

@@ -270,6 +270,7 @@ class VAEModel(VAEInference, keras.Model):
             v.check_positive_int("num_samples", num_samples)
         objective = objectives.get(objective, num_samples)
         objective.check(self)
+        self._track_objective_layer(objective.build(self))
         self.objective = objective
         standard = {m.name for m in self.metrics}
         for name in objective.metric_names([l.name for l in self.levels]):
@@ -285,6 +286,21 @@ class VAEModel(VAEInference, keras.Model):
         super().compile(
             optimizer=optimizer, loss=loss, jit_compile=jit_compile, **kwargs
         )
+
+    def _track_objective_layer(self, layer):
+        """Tracks the layer of the objective's own weights (see
+        `Objective.build`) as `objective_layer`, replacing an earlier
+        objective's."""
+        if getattr(self, "objective_layer", None) is not None:
+            del self.objective_layer
+        if layer is not None:
+            if not isinstance(layer, keras.layers.Layer):
+                raise TypeError(
+                    f"{type(self.objective).__name__}.build(model) must "
+                    "return a keras.layers.Layer or None. Received: "
+                    f"{layer!r}"
+                )
+            self.objective_layer = layer
 
     def _replicas(self):
         return self.distribute_strategy.num_replicas_in_sync
@@ -385,9 +401,18 @@ class VAEModel(VAEInference, keras.Model):
         grads = tape.gradient(loss, vae.trainable_weights)
         ```
         """
+        if not self.compiled:
+            raise ValueError(
+                f"VAEModel '{self.name}' is not compiled: compute_objective "
+                "needs the likelihood (`loss`) and `objective` given to "
+                "compile(), e.g. compile(loss=keras_vae.losses."
+                "BernoulliNLL(), objective='elbo')."
+            )
         x, y, sample_weight = self._split_data(data)
-        trace = self.trace(x, y, num_samples=self.objective.num_samples,
-                           training=training)
+        trace = trace_lib.run_trace(
+            self, x, y, num_samples=self.objective.num_samples,
+            training=training, gradient_taps=self.objective.gradient_taps,
+        )
         loss, values = self.objective(trace, sample_weight)
         extra = [l for layer in self._parts.loss_layers() for l in layer.losses]
         if extra:

@@ -37,11 +37,17 @@ class Objective:
 
     Subclasses implement `loss(trace, sample_weight)`; they may override
     `check(model)` (refuse at `compile` what they cannot honour),
-    `metrics(trace, sample_weight)` and `get_config()`.
+    `build(model)` (create weights of their own: a learned baseline, a
+    discriminator), `metrics(trace, sample_weight)` and `get_config()`.
+    An objective whose estimator rescales the gradient reaching the
+    encoder through z (DReG) sets `gradient_taps = True`, and the model
+    runs its traces with `keras_vae.models.gradient_tap.GradientTap`s.
 
     Args:
         num_samples: K, the draws of z per example in each step.
     """
+
+    gradient_taps = False
 
     def __init__(self, num_samples=1):
         self.num_samples = v.check_positive_int("num_samples", num_samples)
@@ -51,6 +57,15 @@ class Objective:
         """Raises `ValueError` at `compile` if `model` cannot be trained by
         this objective (names the layers and the reason)."""
         del model
+
+    def build(self, model):
+        """Called by `compile` after `check`: creates what the objective
+        trains besides the model (a learned baseline network, ...) and
+        returns it as one `keras.layers.Layer`, or None. The model tracks
+        that layer: its weights train with the model's optimizer, save and
+        load with the model, and stay out of exported signatures."""
+        del model
+        return None
 
     def loss(self, trace, sample_weight=None):
         """The scalar to minimise (a surrogate where the estimator needs
