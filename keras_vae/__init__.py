@@ -19,6 +19,7 @@ from keras_vae import (
     priors,
 )
 from keras_vae.layers import (
+    CategoricalSample,
     GaussianEncoderHead,
     GumbelSoftmaxHead,
     GumbelSoftmaxSample,
@@ -32,6 +33,7 @@ from keras_vae.models import VAEModel
 __version__ = "0.1.0"
 
 __all__ = [
+    "CategoricalSample",
     "GaussianEncoderHead",
     "GumbelSoftmaxHead",
     "GumbelSoftmaxSample",

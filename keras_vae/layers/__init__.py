@@ -1,5 +1,6 @@
 """The layers that turn a Keras model into a VAE."""
 
+from keras_vae.layers.categorical_sample import CategoricalSample
 from keras_vae.layers.gaussian_encoder_head import GaussianEncoderHead
 from keras_vae.layers.gumbel_softmax_head import GumbelSoftmaxHead
 from keras_vae.layers.gumbel_softmax_sample import GumbelSoftmaxSample
@@ -9,6 +10,7 @@ from keras_vae.layers.latent_sample import LatentSample
 from keras_vae.layers.reparameterized_sample import ReparameterizedSample
 
 __all__ = [
+    "CategoricalSample",
     "GaussianEncoderHead",
     "GumbelSoftmaxHead",
     "GumbelSoftmaxSample",

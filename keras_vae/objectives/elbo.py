@@ -7,13 +7,24 @@ log p(x) - ELBO(x) = KL(q(z | x) || p(z | x))  >= 0
 loss    = -(1/K) sum_k log p(x | z_k) + sum_levels penalty(KL)   (β, free bits, capacity)
 ```
 
-References: Kingma & Welling, "Auto-Encoding Variational Bayes", 2013.
+Latents that are not reparameterizable (`CategoricalSample`) get
+score-function gradients with control variates
+(`keras_vae.objectives.score_function`, `.baselines`).
+
+References: Kingma & Welling, "Auto-Encoding Variational Bayes", 2013;
+Mnih & Gregor, "Neural Variational Inference and Learning in Belief
+Networks", 2014 (NVIL).
 """
 
 import keras
 import tensorflow as tf
 
+from keras_vae import _validation as v
+from keras_vae.objectives import score_function as sf
 from keras_vae.objectives.base import Objective
+from keras_vae.objectives.baselines import ScoreFunctionBaseline
+
+BASELINES = ("learned", "running", "none")
 
 
 def elbo(log_px_z, kl):
@@ -39,8 +50,31 @@ class ELBO(Objective):
     capacity when the layer sets them. Reparameterised latents get
     pathwise gradients; a relaxed (Gumbel-softmax) latent its relaxation's.
 
+    A level that is not reparameterizable (`CategoricalSample`: hard
+    one-hot draws) gets the score-function gradient of the terms that
+    depend on its draw, E_q[(f(z) - baseline) ∇ log q(z | x)], with the
+    control variates of NVIL (Mnih & Gregor 2014): a running average of
+    the learning signal f, normalisation by its running standard
+    deviation, and a learned input-dependent baseline b(x) (an MLP on the
+    model inputs, trained on the squared error of f - c - b(x) by the
+    model's optimizer). Its analytic KL keeps its exact gradient. The
+    surrogate adds nothing to the loss's value. The baseline's weights
+    belong to the model (`VAEModel.objective_layer`): they save and load
+    with it and are left out of exported signatures.
+
     Args:
         num_samples: K, draws of z per example (default 1).
+        baseline: control variates of score-function levels: `"learned"`
+            (default; NVIL: running average and b(x)), `"running"` (the
+            running average only) or `"none"` (plain REINFORCE: no
+            baseline, no normalisation).
+        baseline_units: hidden units of b(x) (default 100, as NVIL).
+        baseline_decay: α of the running averages, in [0, 1) (default
+            0.8).
+        normalize_signal: with a baseline, divide the centred signal by
+            max(1, running standard deviation) (default True, as NVIL). This rescales the
+            encoder's score-function step; the estimator is unbiased for
+            the ELBO's gradient only with False.
 
     Example:
 
@@ -50,9 +84,81 @@ class ELBO(Objective):
     ```
 
     References: Kingma & Welling 2013; Higgins et al. 2017 (β);
-    Kingma et al. 2016 (free bits).
+    Kingma et al. 2016 (free bits); Williams 1992 (REINFORCE); Mnih &
+    Gregor 2014 (NVIL).
     """
+
+    def __init__(self, num_samples=1, baseline="learned", baseline_units=100,
+                 baseline_decay=0.8, normalize_signal=True):
+        super().__init__(num_samples)
+        self.baseline = v.check_choice("baseline", baseline, BASELINES)
+        self.baseline_units = v.check_positive_int(
+            "baseline_units", baseline_units
+        )
+        self.baseline_decay = v.check_float(
+            "baseline_decay", baseline_decay, minimum=0.0
+        )
+        if self.baseline_decay >= 1.0:
+            raise v.invalid("baseline_decay", "a float in [0, 1)",
+                            baseline_decay)
+        self.normalize_signal = v.check_bool(
+            "normalize_signal", normalize_signal
+        )
+        self._controls = None
+
+    def build(self, model):
+        """The `ScoreFunctionBaseline` of the model's score-function levels
+        (None when every level is reparameterized, or `baseline="none"`)."""
+        count = sum(not l.sampler.reparameterized for l in model.levels)
+        self._controls = None
+        if count == 0 or self.baseline == "none":
+            return None
+        layer = ScoreFunctionBaseline(
+            count, learned=self.baseline == "learned",
+            units=self.baseline_units, decay=self.baseline_decay,
+            normalize=self.normalize_signal, name="score_function_baseline",
+        )
+        layer.build([tuple(t.shape) for t in model.inputs])
+        self._controls = layer
+        return layer
 
     def loss(self, trace, sample_weight=None):
         penalty = trace.penalty * self.mean_weight(sample_weight)
-        return self.batch_mean(trace.reconstruction, sample_weight) + penalty
+        loss = self.batch_mean(trace.reconstruction, sample_weight) + penalty
+        levels = sf.score_function_levels(trace)
+        if levels:
+            loss = loss + self._score_function_loss(
+                trace, levels, sample_weight
+            )
+        return loss
+
+    def _score_function_loss(self, trace, levels, sample_weight):
+        """The surrogate terms (zero in value) for the levels given."""
+        terms = tf.zeros_like(trace.log_px_z[0])
+        extra = tf.constant(0.0)
+        k = float(trace.num_samples)
+        for column, index in enumerate(levels):
+            signal = sf.learning_signal(trace, index)
+            if self._controls is None:
+                advantage = signal
+            else:
+                advantage, baseline_loss = self._controls.advantage(
+                    signal, column, trace.inputs, trace.training
+                )
+                extra = extra + baseline_loss
+            terms = terms + sf.surrogate(
+                advantage, trace.levels[index].log_q
+            ) / k
+        # Zero in value: the reported loss stays the (β-)ELBO.
+        return -self.batch_mean(terms, sample_weight) + (
+            extra - tf.stop_gradient(extra)
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "baseline": self.baseline,
+            "baseline_units": self.baseline_units,
+            "baseline_decay": self.baseline_decay,
+            "normalize_signal": self.normalize_signal,
+        }

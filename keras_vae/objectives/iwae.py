@@ -10,17 +10,33 @@ With large K the same quantity is the importance-sampled estimate of
 log p(x) used for evaluation (`VAEModel.log_likelihood`), computed over
 chunks of samples by `keras_vae.objectives.chunked_logmeanexp`.
 
+Gradients of the bound:
+
+```none
+standard  the pathwise gradient of IWAE_K (reparameterized levels), with
+          VIMCO's leave-one-out score-function term for levels that are not
+          reparameterizable (keras_vae.objectives.score_function)
+dreg      doubly reparameterized (Tucker et al. 2018): the encoder's
+          gradient Σ_k w̃_k² ∂log w_k/∂z_k ∂z_k/∂φ with log q evaluated at
+          stopped parameters, w̃ = softmax(log w); the decoder's unchanged
+```
+
 References: Burda, Grosse & Salakhutdinov, "Importance Weighted
-Autoencoders", 2015; Rezende et al. 2014 (importance-sampled log p(x)).
+Autoencoders", 2015; Rezende et al. 2014 (importance-sampled log p(x));
+Mnih & Rezende, "Variational Inference for Monte Carlo Objectives", 2016
+(VIMCO); Tucker, Lawson, Gu & Maddison, "Doubly Reparameterized Gradient
+Estimators for Monte Carlo Objectives", 2018 (DReG); Rainforth et al.,
+"Tighter Variational Bounds are Not Necessarily Better", 2018.
 """
 
 import keras
 import tensorflow as tf
 
 from keras_vae import _validation as v
+from keras_vae.objectives import score_function as sf
 from keras_vae.objectives.base import Objective
 
-GRADIENTS = ("standard",)
+GRADIENTS = ("standard", "dreg")
 
 
 def iwae(log_w):
@@ -43,9 +59,23 @@ class IWAE(Objective):
     and it weighs log p(z) - log q(z) per sample, so it refuses free bits
     and a KL capacity.
 
+    Levels that are not reparameterizable (`CategoricalSample`) get
+    VIMCO's score-function gradient (needs K >= 2): each draw's learning
+    signal is the bound minus the bound with that draw's log weight
+    replaced by the mean of the others'. The reported loss is the bound.
+
+    `gradient="dreg"` (doubly reparameterized, Tucker et al. 2018) keeps
+    the decoder's gradient and replaces the encoder's by
+    Σ_k w̃_k² ∂log w_k/∂z_k ∂z_k/∂φ: unbiased for the same gradient, with
+    a signal-to-noise ratio that does not fall as K grows (Rainforth et
+    al. 2018). It needs every level reparameterized, with the density of
+    `posterior(params)` (not a flow) and a posterior reading only the
+    model inputs (not another level's z); `compile` refuses the others.
+
     Args:
         num_samples: K (default 5).
-        gradient: `"standard"` (the pathwise gradient of the bound).
+        gradient: `"standard"` (default; pathwise, VIMCO for levels that
+            are not reparameterizable) or `"dreg"`.
 
     Example:
 
@@ -60,6 +90,11 @@ class IWAE(Objective):
     def __init__(self, num_samples=5, gradient="standard"):
         super().__init__(num_samples)
         self.gradient = v.check_choice("gradient", gradient, GRADIENTS)
+
+    @property
+    def gradient_taps(self):
+        """DReG rescales the gradient reaching the encoder through z."""
+        return self.gradient == "dreg"
 
     def check(self, model):
         shaped = [l.kl.name for l in model.levels
@@ -79,10 +114,64 @@ class IWAE(Objective):
                 f"{relaxed} have none in the discrete model. Use "
                 f"objective='elbo'. Received: objective={self!r}"
             )
+        discrete = [l.name for l in model.levels
+                    if not l.sampler.reparameterized]
+        if discrete and self.gradient == "dreg":
+            raise ValueError(
+                "gradient='dreg' differentiates log w through z, which the "
+                f"levels {discrete} (not reparameterizable) do not allow. "
+                "Use gradient='standard' (VIMCO for those levels). "
+                f"Received: objective={self!r}"
+            )
+        if discrete and self.num_samples < 2:
+            raise ValueError(
+                f"VIMCO (the IWAE gradient of the levels {discrete}, not "
+                "reparameterizable) needs num_samples >= 2 for its "
+                "leave-one-out baselines. Received: "
+                f"num_samples={self.num_samples}"
+            )
+        if self.gradient == "dreg":
+            flows = [l.name for l in model.levels if l.sampler.sampled_kl]
+            nested = [l.name for l in model.levels if l.z_deps]
+            if flows or nested:
+                raise ValueError(
+                    "gradient='dreg' evaluates log q(z | x) at stopped "
+                    "posterior parameters, which needs each level's density "
+                    "to be that of its parameters (not a flow: "
+                    f"{flows}) and parameters that read only the model "
+                    f"inputs (not another level's z: {nested}). Use "
+                    f"gradient='standard'. Received: objective={self!r}"
+                )
 
     def loss(self, trace, sample_weight=None):
-        bound = iwae(trace.log_weights(weighted=True))
-        return -self.batch_mean(bound, sample_weight)
+        if self.gradient == "dreg":
+            return self._dreg_loss(trace, sample_weight)
+        log_w = trace.log_weights(weighted=True)
+        loss = -self.batch_mean(iwae(log_w), sample_weight)
+        levels = sf.score_function_levels(trace)
+        if levels:  # VIMCO: zero in value
+            advantage = sf.vimco_advantages(log_w)
+            terms = tf.add_n([
+                sf.surrogate(advantage, trace.levels[i].log_q)
+                for i in levels
+            ])
+            loss = loss - self.batch_mean(terms, sample_weight)
+        return loss
+
+    def _dreg_loss(self, trace, sample_weight):
+        """-IWAE_K with log q at stopped parameters, and each z's
+        gradient scaled by w̃ (so the path through z carries w̃²)."""
+        log_w = trace.log_px_z
+        for index, level in enumerate(trace.levels):
+            stopped = [tf.stop_gradient(p) for p in level.params]
+            log_q = level.sampler.posterior(stopped).log_prob(
+                trace.unfolded_z(index)
+            )
+            log_w = log_w + level.kl_weight * (level.log_p - log_q)
+        weights = tf.stop_gradient(tf.nn.softmax(log_w, axis=0))
+        for level in trace.levels:
+            level.z_tap.scale_gradient(weights)
+        return -self.batch_mean(iwae(log_w), sample_weight)
 
     def get_config(self):
         return {**super().get_config(), "gradient": self.gradient}
