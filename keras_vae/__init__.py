@@ -12,6 +12,8 @@ vae.compile(loss=keras_vae.losses.BernoulliNLL())
 
 from keras_vae import (
     callbacks,
+    datasets,
+    disentanglement,
     evaluate,
     losses,
     objectives,
@@ -43,6 +45,8 @@ __all__ = [
     "ReparameterizedSample",
     "VAEModel",
     "callbacks",
+    "datasets",
+    "disentanglement",
     "evaluate",
     "losses",
     "objectives",

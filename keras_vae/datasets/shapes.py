@@ -39,7 +39,7 @@ def _inside(shape, x, y):
         return np.maximum(np.abs(x), np.abs(y)) <= 1.0
     if shape == "ellipse":  # 2:1, so that its rotation shows
         return x * x + (2.0 * y) ** 2 <= 1.0
-    if shape == "heart":  # (x² + y² - 1)³ - x² y³ <= 0, point down, ~2 wide
+    if shape == "heart":  # (x² + y² - 1)³ - x² y³ <= 0, point down
         hx, hy = 1.2 * x, 1.2 * y + 0.15
         r = hx * hx + hy * hy - 1.0
         return r * r * r - hx * hx * hy * hy * hy <= 0.0
@@ -229,8 +229,8 @@ class Shapes:
             raise ValueError(
                 "Invalid value received for argument `factors`. Expected "
                 f"{expected}. Received: factors[{row}, {col}]="
-                f"{array[row, col]!r} ({FACTOR_NAMES[col]} has "
-                f"{sizes[col]} values)")
+                f"{array[row, col].item()!r} ({FACTOR_NAMES[col]} has "
+                f"{sizes[col].item()} values)")
         return whole.astype(np.int64)
 
 

@@ -67,7 +67,7 @@ def as_matrix(name, value, what):
         raise invalid_array(
             name, expected + " (no NaN or inf)",
             f"{name} with {int(bad.sum())} non-finite entries, the first "
-            f"{name}[{row}, {col}]={array[row, col]!r}")
+            f"{name}[{row}, {col}]={array[row, col].item()!r}")
     return array
 
 
@@ -85,7 +85,7 @@ def as_discrete(name, factors, metric):
             f"discrete factors (integer labels; {metric} needs discrete "
             "factors, bin continuous ones first)",
             f"{name}[:, {col}] with non-integer values, the first "
-            f"{name}[{row}, {col}]={factors[row, col]!r}")
+            f"{name}[{row}, {col}]={factors[row, col].item()!r}")
     return whole.astype(np.int64)
 
 
@@ -98,7 +98,8 @@ def check_varies(name, factors):
         raise invalid_array(
             name, "factors that each take at least two values",
             f"constant {name}[:, {constant[0]}] (all "
-            f"{factors[0, constant[0]]!r}); constant columns: {constant}")
+            f"{factors[0, constant[0]].item()!r}); constant columns: "
+            f"{constant}")
 
 
 def codes_and_factors(codes, factors, metric, *, discrete=True,

@@ -67,12 +67,9 @@ def represent(sampler, representation_fn, factors, rng, metric):
         part = factors[start:start + per_call]
         flat = part.reshape(-1, part.shape[-1])
         observations = sampler.sample_observations_from_factors(flat, rng)
-        codes = representation_fn(observations)
-        try:
-            codes = np.asarray(codes)
-        except Exception:  # noqa: BLE001 - reported below
-            pass
-        codes = _inputs.as_matrix("representation_fn", codes, "num_codes")
+        codes = _inputs.as_matrix("representation_fn",
+                                  representation_fn(observations),
+                                  "num_codes")
         if len(codes) != len(flat):
             raise _inputs.invalid_array(
                 "representation_fn",

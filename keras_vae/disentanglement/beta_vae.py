@@ -2,11 +2,12 @@
 
 import numpy as np
 
+from keras_vae import _validation as v
 from keras_vae.disentanglement import _inputs, _sampling
 
 
 def beta_vae_score(representation_fn, sampler, batch_size=64,
-                   num_train=10000, num_eval=5000, seed=0):
+                   num_train=10000, num_eval=5000, max_iter=100, seed=0):
     """β-VAE score: the accuracy of a linear classifier that tells, from how
     much each code changes between pairs of examples, which factor the
     pairs share.
@@ -23,7 +24,9 @@ def beta_vae_score(representation_fn, sampler, batch_size=64,
 
     As disentanglement_lib's `compute_beta_vae_sklearn` (its configs:
     `batch_size=64`, `num_train=10000`, `num_eval=5000`;
-    `sklearn.linear_model.LogisticRegression` with sklearn's defaults).
+    `sklearn.linear_model.LogisticRegression` with sklearn's defaults;
+    on codes of large scale its lbfgs solver may stop at `max_iter`
+    iterations with a ConvergenceWarning, as it would there).
     The sampler protocol and `representation_fn` are those of
     `factor_vae_score`. Needs scikit-learn
     (`pip install "keras_vae[disentanglement]"`).
@@ -45,6 +48,8 @@ def beta_vae_score(representation_fn, sampler, batch_size=64,
         batch_size: int >= 2, pairs per point.
         num_train: positive int, points the classifier is fitted on.
         num_eval: positive int, points it is evaluated on.
+        max_iter: positive int, the regression's iterations (sklearn's
+            default 100; more for codes of large scale).
         seed: int or None, for `np.random.default_rng`.
 
     Returns:
@@ -70,6 +75,7 @@ def beta_vae_score(representation_fn, sampler, batch_size=64,
     sampler = _sampling.check_sampler(sampler)
     batch_size, num_train, num_eval, seed = _sampling.check_common(
         batch_size, num_train, num_eval, seed)
+    max_iter = v.check_positive_int("max_iter", max_iter)
     linear_model = _inputs.sklearn("beta_vae_score", "linear_model")
     rng = np.random.default_rng(seed)
 
@@ -81,7 +87,8 @@ def beta_vae_score(representation_fn, sampler, batch_size=64,
         raise _inputs.invalid_array(
             "num_train", "enough points to draw at least two factors",
             f"num_train={num_train}")
-    model = linear_model.LogisticRegression(random_state=seed)
+    model = linear_model.LogisticRegression(max_iter=max_iter,
+                                            random_state=seed)
     model.fit(train_points, train_labels)
     train_accuracy = float(np.mean(model.predict(train_points)
                                    == train_labels))

@@ -35,12 +35,15 @@ def dci(codes, factors, codes_test=None, factors_test=None, test_size=1 / 3,
     disentanglement_lib's `compute_dci`: one
     `sklearn.ensemble.GradientBoostingClassifier` per factor, fitted on the
     training codes, R = its `feature_importances_`, informativeness = its
-    accuracy on the training and test sets. `model="logistic"` is a faster
-    linear alternative (seconds instead of minutes on 10,000 examples with
-    many factor values): one `LogisticRegression` per factor on the
-    standardised codes, R[k, j] = mean over classes of |coefficient|,
-    each column normalised to sum to 1 as the trees' importances do. Needs
-    scikit-learn (`pip install "keras_vae[disentanglement]"`).
+    accuracy on the training and test sets. The trees fit one regression
+    tree per class and stage, so factors with many values are slow (a
+    minute for 2,000 training examples of dSprites' factor grid on 2
+    cores). `model="logistic"` is a fast linear alternative (0.2 s there):
+    one `LogisticRegression` per factor on the standardised codes, R[k, j]
+    = mean over classes of |coefficient|, each column normalised to sum to
+    1 as the trees' importances do; its scores are its own (informativeness
+    is then linear predictability) and not comparable with the trees'.
+    Needs scikit-learn (`pip install "keras_vae[disentanglement]"`).
 
     Differences from disentanglement_lib: it takes arrays, and splits them
     (`test_size`, a random split drawn with `seed`) unless `codes_test` and
