@@ -201,7 +201,8 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
         return _prior_trace(model, inputs, seed, decode, num_rows,
                             latent_shapes or {})
     k = num_samples if mode == SAMPLE else 1
-    xs = model._input_list(inputs)
+    # Tensors: a stage may get a model input beside an earlier level's z.
+    xs = [tf.convert_to_tensor(t) for t in model._input_list(inputs)]
     batch = tf.shape(xs[0])[0]
     tiled = {}
 

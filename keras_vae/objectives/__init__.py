@@ -6,6 +6,7 @@ the pure tensor maths they and the evaluation share.
 """
 
 from keras_vae.objectives.base import Objective, get
+from keras_vae.objectives.baselines import ScoreFunctionBaseline
 from keras_vae.objectives.elbo import ELBO, elbo
 from keras_vae.objectives.iwae import IWAE, iwae
 from keras_vae.objectives.kl import (
@@ -22,6 +23,7 @@ __all__ = [
     "IWAE",
     "OBJECTIVES",
     "Objective",
+    "ScoreFunctionBaseline",
     "chunked_logmeanexp",
     "chunked_mean",
     "elbo",
