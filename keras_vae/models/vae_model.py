@@ -270,7 +270,11 @@ class VAEModel(VAEInference, keras.Model):
             v.check_positive_int("num_samples", num_samples)
         objective = objectives.get(objective, num_samples)
         objective.check(self)
-        self._track_objective_layer(objective.build(self))
+        layer = objective.build(self)
+        self._track_objective_layer(layer)
+        own = objective.optimizer()
+        if own is not None and layer is not None and not own.built:
+            own.build(layer.trainable_weights)
         self.objective = objective
         standard = {m.name for m in self.metrics}
         for name in objective.metric_names([l.name for l in self.levels]):
@@ -454,6 +458,21 @@ class VAEModel(VAEInference, keras.Model):
         self._count_nonfinite(loss, values)
         return self._update_metrics(loss, values, self._batch_size(data))
 
+    def _optimizer_groups(self, grads, weights):
+        """`[(optimizer, grads, weights)]`: the objective's own weights go
+        to the objective's optimizer when it has one (`Objective.optimizer`),
+        the rest to the model's."""
+        own = self.objective.optimizer()
+        layer = getattr(self, "objective_layer", None)
+        if own is None or layer is None:
+            return [(self.optimizer, list(grads), list(weights))]
+        owned = {id(w) for w in layer.trainable_weights}
+        split = {True: ([], []), False: ([], [])}
+        for g, w in zip(grads, weights):
+            split[id(w) in owned][0].append(g)
+            split[id(w) in owned][1].append(w)
+        return [(self.optimizer, *split[False]), (own, *split[True])]
+
     def _apply_update(self, grads, weights, loss):
         """The optimizer step, skipped (on one replica) when `loss` is not
         finite (see models/_nonfinite.py): the update is applied, then the
@@ -461,13 +480,18 @@ class VAEModel(VAEInference, keras.Model):
         variable fuses into the update under XLA; a `tf.cond` around
         `apply_gradients` made XLA on CPU run a conv VAE's step 10-20x
         slower (benchmarks/README.md)."""
+        groups = self._optimizer_groups(grads, weights)
         if self._replicas() != 1:
-            self.optimizer.apply_gradients(zip(grads, weights))
+            for optimizer, g, w in groups:
+                optimizer.apply_gradients(zip(g, w))
             return
         finite = tf.math.is_finite(loss)
-        state = list(weights) + list(self.optimizer.variables)
+        state = list(weights)
+        for optimizer, _, _ in groups:
+            state += list(optimizer.variables)
         before = [tf.identity(v) for v in state]
-        self.optimizer.apply_gradients(zip(grads, weights))
+        for optimizer, g, w in groups:
+            optimizer.apply_gradients(zip(g, w))
         for var, old in zip(state, before):
             var.assign(tf.where(finite, var, old))
 

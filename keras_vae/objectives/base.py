@@ -42,6 +42,10 @@ class Objective:
     An objective whose estimator rescales the gradient reaching the
     encoder through z (DReG) sets `gradient_taps = True`, and the model
     runs its traces with `keras_vae.models.gradient_tap.GradientTap`s.
+    An objective whose own weights train by their own optimizer (a
+    discriminator) returns it from `optimizer()`: the train step applies
+    the gradients of `build`'s layer with it, in the same step, and the
+    model's optimizer never sees those weights.
 
     Args:
         num_samples: K, the draws of z per example in each step.
@@ -65,6 +69,11 @@ class Objective:
         that layer: its weights train with the model's optimizer, save and
         load with the model, and stay out of exported signatures."""
         del model
+        return None
+
+    def optimizer(self):
+        """The optimizer of the weights of `build`'s layer, or None (the
+        model's optimizer trains them with the rest)."""
         return None
 
     def loss(self, trace, sample_weight=None):
