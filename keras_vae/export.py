@@ -9,6 +9,7 @@ Signatures (each with named inputs and outputs and a dynamic batch axis):
 | `decode` | `z` (`z_<level>` for each latent the decoder reads, when several) (+ conditions) | `params` (likelihood parameters), `mean` |
 | `sample` | `num_samples` (int32 scalar), `seed` (int32 scalar) (+ conditions, one row each) (+ `latent_shape` (int32 vector) when a latent's size is known only at run time) | `samples` (ancestral through the levels) |
 | `log_likelihood` | model inputs (+ `targets` for a conditional model, shaped like the first input unless `target_shape` says otherwise) | `log_likelihood` (per example, importance-sampled with a fixed K, in chunks of 16 samples; deterministic: fixed seeds, so the same request gets the same scores; a row batched with other rows gets other draws, within the Monte Carlo error) |
+| `impute` (models compiled with `missing_values`) | model inputs (+ `targets`, as above), `seed` (int32 scalar) | `imputed`: the data with each missing entry replaced by E[x_mis \| x_obs] (self-normalised importance sampling, K = `log_likelihood_samples`); the same numbers as `VAEModel.impute(x, num_samples=K, seed=seed, batch_size=len(x))` |
 
 Every signature runs the model's one forward pass, `VAEModel.trace`, and
 the `log_likelihood` signature the same chunked log-mean-exp
@@ -29,6 +30,9 @@ import tensorflow as tf
 
 from keras_vae import _validation as v
 from keras_vae import objectives
+from keras_vae.models import missing as missing_lib
+from keras_vae.models.inference import IMPUTE_SAMPLES_PER_CHUNK
+from keras_vae.models.trace import unfold
 from keras_vae.random import derive_seed
 
 # Importance samples per decoder call in the `log_likelihood` signature: the
@@ -166,6 +170,35 @@ def export_serving(model, path, log_likelihood_samples=100,
     )
     ll_specs = in_specs if single else in_specs + [target_spec]
     archive.add_endpoint("log_likelihood", log_likelihood, ll_specs)
+
+    def impute(*args):
+        seed, args = args[-1], args[:-1]
+        if len(in_specs) == 1:
+            x, y = args[0], args[0]
+        else:
+            x, y = list(args[:-1]), args[-1]
+        # As VAEModel.impute on one chunk of examples: the same seeds.
+        seed = derive_seed(seed, 0)
+
+        def chunk(k, index):
+            trace = model.trace(x, y, num_samples=k,
+                                seed=derive_seed(seed, index))
+            means = unfold(likelihood.mean(trace.decoder_params), k,
+                           tf.shape(trace.log_px_z)[1])
+            return trace.log_weights(), means
+
+        filled = objectives.chunked_weighted_mean(
+            chunk, k_ll, IMPUTE_SAMPLES_PER_CHUNK
+        )
+        y = tf.cast(y, filled.dtype)
+        mask = missing_lib.observed(y, model.missing_values)
+        return {"imputed": tf.where(mask, y, filled)}
+
+    if model.missing_values is not None:
+        archive.add_endpoint(
+            "impute", impute,
+            ll_specs + [tf.TensorSpec((), tf.int32, name="seed")],
+        )
 
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))

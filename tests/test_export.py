@@ -143,3 +143,57 @@ def test_conditional_model_exports_the_condition(tmp_path):
     assert samples.shape == (4, 8)
     ll = sig["log_likelihood"](x=x, input_1=y, targets=x)["log_likelihood"]
     assert ll.shape == (3,) and np.all(np.isfinite(ll))
+
+
+IMPUTE_SERVER = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+
+    path, x_path, out_path = sys.argv[1:4]
+    sig = tf.saved_model.load(path).signatures
+    x = np.load(x_path)
+    out = sig["impute"](x=x, seed=tf.constant(7))["imputed"].numpy()
+    json.dump({"imputed": out.tolist(),
+               "imported": [m for m in sys.modules
+                            if m.startswith("keras_vae")]},
+              open(out_path, "w"))
+    """
+)
+
+
+def test_impute_signature_matches_the_model_without_keras_vae(tmp_path):
+    x_in = keras.Input((6,))
+    q = keras_vae.KLRegularizer()(keras_vae.GaussianEncoderHead(2)(x_in))
+    z = keras_vae.ReparameterizedSample(seed=0)(q)
+    vae = keras_vae.VAEModel(x_in, keras.layers.Dense(6)(z))
+    vae.compile(loss=keras_vae.losses.GaussianNLL(scale=0.5),
+                missing_values=float("nan"))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 6)).astype("float32")
+    x[rng.random(x.shape) < 0.3] = np.nan
+    path = vae.export_serving(tmp_path / "sm", log_likelihood_samples=40)
+    np.save(tmp_path / "x.npy", x)
+    subprocess.run(
+        [sys.executable, "-c", IMPUTE_SERVER, str(path),
+         str(tmp_path / "x.npy"), str(tmp_path / "out.json")],
+        check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    served = json.load(open(tmp_path / "out.json"))
+    assert served["imported"] == []
+    local = vae.impute(x, num_samples=40, seed=7, batch_size=len(x))
+    np.testing.assert_allclose(served["imputed"], local, rtol=1e-5,
+                               atol=1e-5)
+    assert not np.isnan(local).any()
+    np.testing.assert_array_equal(local[~np.isnan(x)], x[~np.isnan(x)])
+    assert "impute" not in tf_signatures_of(vae, tmp_path)
+
+
+def tf_signatures_of(vae, tmp_path):
+    """The signatures of the model exported without `missing_values`."""
+    import tensorflow as tf
+
+    vae.compile(loss=keras_vae.losses.GaussianNLL(scale=0.5))
+    path = vae.export_serving(tmp_path / "complete", log_likelihood_samples=4)
+    return set(tf.saved_model.load(path).signatures)

@@ -30,6 +30,12 @@ class LikelihoodLoss(keras.losses.Loss):
     The log-likelihood is always computed in float32, whatever the
     mixed-precision policy of the decoder.
 
+    Missing data: `log_prob(y_true, params, mask)` scores only the elements
+    where `mask` is true (the observed ones): the log-density of the
+    observed elements, log p(x_obs | params), whatever `y_true` holds at
+    the others (NaN included). `VAEModel.compile(missing_values=...)`
+    builds the mask from the data.
+
     Args:
         validate: if True, check on every call that `y_true` lies in the
             distribution's support and raise an error naming the loss if
@@ -90,14 +96,38 @@ class LikelihoodLoss(keras.losses.Loss):
             )
         return dist
 
-    def log_prob(self, y_true, params):
-        """Per-example log p(y_true | params), shape `(batch,)`, float32."""
+    def log_prob(self, y_true, params, mask=None):
+        """Per-example log p(y_true | params), shape `(batch,)`, float32.
+
+        With `mask` (bool, the shape of `y_true`; true = observed), the sum
+        runs over the observed elements only: log p(x_obs | params). The
+        other elements are never read (they may be NaN); a row with no
+        observed element scores 0.
+        """
         params = tf.cast(tf.convert_to_tensor(params), tf.float32)
         y_true = tf.cast(tf.convert_to_tensor(y_true), tf.float32)
         self._check_params_shape(y_true, params)
+        if mask is not None:
+            return self._masked_log_prob(y_true, params, mask)
         if self.validate:
             y_true = self._validate_support(y_true)
         return self.distribution(params).log_prob(self._prepare_y_true(y_true))
+
+    def _masked_log_prob(self, y_true, params, mask):
+        """Σ over observed elements of the elementwise log-density."""
+        observed = tf.cast(mask, tf.bool)
+        # A value in every loss's support where the data is missing, so the
+        # unused densities (and their gradients) stay finite.
+        y_true = tf.where(observed, y_true, tf.zeros_like(y_true))
+        if self.validate:
+            y_true = self._validate_support(y_true)
+        elementwise = self._make_distribution(params).log_prob(
+            self._prepare_y_true(y_true)
+        )
+        elementwise = tf.where(observed, elementwise,
+                               tf.zeros_like(elementwise))
+        axes = list(range(1, len(elementwise.shape)))
+        return tf.reduce_sum(elementwise, axis=axes) if axes else elementwise
 
     def mean(self, params):
         """E[x | params]: what `VAEModel.sample` and `reconstruct` return."""

@@ -17,7 +17,8 @@ _ADVICE = {
     "reconstruction": (
         "check that the data lie in the likelihood's support (construct the "
         "loss with validate=True to find out) and that the decoder's output "
-        "width matches params_size"
+        "width matches params_size; if NaN marks missing entries in the "
+        "data, compile(missing_values=float('nan'))"
     ),
     "kl": (
         "the posterior scale may have collapsed or exploded: lower the "

@@ -10,11 +10,16 @@ import tensorflow as tf
 
 from keras_vae import _validation as v
 from keras_vae import objectives
-from keras_vae.models.trace import MODE, PRIOR
-from keras_vae.random import derive_seed
+from keras_vae.models import missing as missing_lib
+from keras_vae.models import refine as refine_lib
+from keras_vae.models.trace import MODE, PRIOR, unfold
+from keras_vae.random import derive_seed, uniform
 
 # Decoder rows (K samples x examples) per call in `log_likelihood` / `elbo`.
 _ROWS_PER_CHUNK = 8192
+# Importance samples per decoder call in `impute` (and the exported
+# `impute` signature, so that both draw the same samples for one seed).
+IMPUTE_SAMPLES_PER_CHUNK = 16
 
 
 class VAEInference:
@@ -263,29 +268,46 @@ class VAEInference:
         return out
 
     def _chunked(self, name, x, y, num_samples, batch_size, seed,
-                 values_fn, combine, verbose=0):
+                 values_fn, combine, verbose=0, refine=None, k_chunk=None):
         """`combine(values_fn(trace) over K samples)` per example, in chunks.
 
         One XLA-compiled function per (name, K, chunk size) runs all K
         samples of a chunk of examples (a `tf.while_loop` over chunks of
         samples, `keras_vae.objectives.chunked_*`); the last partial chunk
         of examples is padded (and its padding dropped), so the function
-        keeps its shapes. Example chunk i draws with
+        keeps its shapes. `values_fn(trace, chunk_seed)`. Example chunk i draws with
         `derive_seed(seed, i)`, its sample chunk c with a seed derived from
-        that and c.
+        that and c. `refine`: `(steps, learning_rate, samples)` to refine
+        each example's posterior first (`keras_vae.models.refine`, seeded
+        by `derive_seed(seed, i, -1)`), or None.
         """
         xs = self._input_list(x)
+        if self.missing_values is None:
+            missing_lib.refuse_nan(
+                [np.asarray(a) for a in xs] + [np.asarray(y)], name
+            )
         n = len(xs[0])
         b = min(batch_size, n)
-        k_chunk = max(1, min(num_samples, _ROWS_PER_CHUNK // b))
-        key = (name, num_samples, k_chunk)
+        if k_chunk is None:
+            k_chunk = max(1, min(num_samples, _ROWS_PER_CHUNK // b))
+        if refine is not None:
+            refine_lib.check_refinable(self)
+        key = (name, num_samples, k_chunk, refine)
         fn = self._parts.functions.get(key)
         if fn is None:
             def step(x, y, seed):
+                params = None
+                if refine is not None:
+                    params = refine_lib.refined_posteriors(
+                        self, x, y, refine[0], refine[1], refine[2],
+                        derive_seed(seed, -1),
+                    )
+
                 def chunk(k, index):
-                    t = self.trace(x, y, num_samples=k,
-                                   seed=derive_seed(seed, index))
-                    return values_fn(t)
+                    chunk_seed = derive_seed(seed, index)
+                    t = self.trace(x, y, num_samples=k, seed=chunk_seed,
+                                   posterior_params=params)
+                    return values_fn(t, chunk_seed)
                 return combine(chunk, num_samples, k_chunk)
             fn = tf.function(step, jit_compile=True, reduce_retracing=True,
                              autograph=False)
@@ -312,7 +334,8 @@ class VAEInference:
         return np.concatenate(results)
 
     def log_likelihood(self, x, num_samples=1000, batch_size=100, y=None,
-                       seed=None, verbose=0):
+                       seed=None, verbose=0, refine_steps=0,
+                       refine_learning_rate=0.05, refine_samples=4):
         """Per-example importance-sampled estimate of log p(x), in nats.
 
         ```none
@@ -335,6 +358,16 @@ class VAEInference:
                 saved copy give the same numbers).
             verbose: 0 (silent, default) or 1 (a progress bar over the
                 chunks of examples), as in `predict`.
+            refine_steps: 0 (default: the encoder's q is the proposal), or
+                N > 0: each example's posterior parameters first take N
+                Adam steps on its own ELBO (`keras_vae.models.refine`;
+                Gaussian `ReparameterizedSample` latents), a better
+                proposal for the same K.
+            refine_learning_rate: Adam's step size for the refinement.
+            refine_samples: samples of z per refinement step.
+
+        With a model compiled with `missing_values`, this is log p(x_obs):
+        the missing entries of each row are marginalised.
 
         Returns:
             NumPy array of shape (N,).
@@ -344,12 +377,14 @@ class VAEInference:
         y = self.default_target(x) if y is None else y
         return self._chunked(
             "log_likelihood", x, y, num_samples, batch_size, seed,
-            lambda t: t.log_weights(), objectives.chunked_logmeanexp,
-            verbose,
+            lambda t, _: t.log_weights(), objectives.chunked_logmeanexp,
+            verbose, _refine_args(refine_steps, refine_learning_rate,
+                                  refine_samples),
         )
 
     def elbo(self, x, num_samples=1, batch_size=100, y=None, seed=None,
-             verbose=0):
+             verbose=0, refine_steps=0, refine_learning_rate=0.05,
+             refine_samples=4):
         """Per-example ELBO estimate with K samples (NumPy, shape (N,)).
 
         ```none
@@ -357,16 +392,118 @@ class VAEInference:
         ```
 
         The KL is analytic where TFP has it (else sampled at the same z_k).
-        Arguments as `log_likelihood`.
+        Arguments as `log_likelihood`; with `refine_steps=N` the ELBO is
+        that of each example's refined posterior (semi-amortised
+        inference), which the model's weights never see.
         """
         num_samples = v.check_positive_int("num_samples", num_samples)
         batch_size = v.check_positive_int("batch_size", batch_size)
         y = self.default_target(x) if y is None else y
         return self._chunked(
             "elbo", x, y, num_samples, batch_size, seed,
-            lambda t: t.log_px_z - t.kl[None], objectives.chunked_mean,
-            verbose,
+            lambda t, _: t.log_px_z - t.kl[None], objectives.chunked_mean,
+            verbose, _refine_args(refine_steps, refine_learning_rate,
+                                  refine_samples),
         )
+
+    def impute(self, x, num_samples=1000, batch_size=100, y=None, seed=None,
+               num_imputations=None, verbose=0, refine_steps=0,
+               refine_learning_rate=0.05, refine_samples=4):
+        """Fills the missing entries of `x` from the model (NumPy).
+
+        Needs a model compiled with `missing_values`. The missing entries
+        get E[x_mis | x_obs], by self-normalised importance sampling with
+        the encoder's q as the proposal; observed entries are returned
+        untouched:
+
+        ```none
+        w_k = p(x_obs | z_k) p(z_k) / q(z_k | x_obs),   z_k ~ q(z | x_obs)
+        E[x_mis | x_obs] ~ Σ_k w̃_k E[x_mis | z_k],       w̃ = w / Σ_j w_j
+        ```
+
+        With `num_imputations=M`, M draws from p(x_mis | x_obs) instead
+        (multiple imputation): z resampled in proportion to w (sampling
+        importance resampling, K candidates per draw), then x_mis ~ p(x |
+        z), shape `(M, N, ...)`.
+
+        Args:
+            x: model inputs with missing entries (NaN, or the compiled
+                `missing_values`).
+            num_samples: K, importance samples per example.
+            batch_size: examples per chunk.
+            y: the data to impute when it is not the input (a conditional
+                VAE); default the input.
+            seed: int for reproducible imputations (the exported `impute`
+                signature gives the same numbers for one chunk of examples
+                and the same seed), or None.
+            num_imputations: None (the conditional mean) or M > 0 draws.
+            verbose: 0 or 1 (a progress bar over the chunks of examples).
+            refine_steps, refine_learning_rate, refine_samples: refine each
+                example's proposal first, as in `log_likelihood`.
+        """
+        if self.missing_values is None:
+            raise ValueError(
+                f"VAEModel '{self.name}' was compiled without "
+                "`missing_values`, so no entry is missing: compile(..., "
+                "missing_values=float('nan')) to impute NaN entries."
+            )
+        num_samples = v.check_positive_int("num_samples", num_samples)
+        batch_size = v.check_positive_int("batch_size", batch_size)
+        y = np.asarray(self.default_target(x) if y is None else y)
+        mean = self.likelihood.mean
+        refine = _refine_args(refine_steps, refine_learning_rate,
+                              refine_samples)
+        if num_imputations is None:
+            def values(t, _):
+                return t.log_weights(), unfold(
+                    mean(t.decoder_params), t.num_samples,
+                    tf.shape(t.log_px_z)[1])
+            filled = self._chunked(
+                "impute", x, y, num_samples, batch_size, seed, values,
+                objectives.chunked_weighted_mean, verbose, refine,
+                k_chunk=IMPUTE_SAMPLES_PER_CHUNK,
+            )
+            return np.where(self._observed(y), y, filled).astype(y.dtype)
+        m = v.check_positive_int("num_imputations", num_imputations)
+        draws = np.stack([
+            self._impute_draw(x, num_samples, batch_size, y,
+                              None if seed is None else seed + j, verbose,
+                              refine)
+            for j in range(m)
+        ])
+        return np.where(self._observed(y)[None], y[None], draws).astype(
+            y.dtype)
+
+    def _impute_draw(self, x, num_samples, batch_size, y, seed, verbose,
+                     refine):
+        """One draw of x_mis ~ p(x_mis | x_obs) per row (see `impute`),
+        observed entries included as given."""
+        likelihood = self.likelihood
+        if seed is None:  # one seed for the z resampling and the x draw
+            seed = int(np.random.randint(0, 2**31 - 1))
+
+        def values(t, chunk_seed):
+            # Gumbel-max over all K: the argmax of log w_k + g_k is z_k
+            # with probability w̃_k (kept across chunks by chunked_argmax).
+            log_w = t.log_weights()
+            g = -tf.math.log(-tf.math.log(uniform(
+                tf.shape(log_w), seed=derive_seed(chunk_seed, -3))))
+            return log_w + g, unfold(tf.cast(t.decoder_params, tf.float32),
+                                     t.num_samples, tf.shape(log_w)[1])
+
+        params = self._chunked(
+            "impute_draw", x, y, num_samples, batch_size, seed, values,
+            objectives.chunked_argmax, verbose, refine,
+            k_chunk=IMPUTE_SAMPLES_PER_CHUNK,
+        )
+        draw = likelihood.distribution(params).sample(
+            seed=derive_seed(seed, -2)
+        ).numpy()
+        return np.where(self._observed(y), y, draw).astype(y.dtype)
+
+    def _observed(self, y):
+        """NumPy mask of the observed entries of `y`."""
+        return missing_lib.observed(y, self.missing_values).numpy()
 
     def export_serving(self, path, log_likelihood_samples=100,
                        target_shape=None):
@@ -377,6 +514,19 @@ class VAEInference:
             self, path, log_likelihood_samples=log_likelihood_samples,
             target_shape=target_shape,
         )
+
+
+def _refine_args(steps, learning_rate, samples):
+    """`(steps, learning_rate, samples)` for `_chunked`, or None."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) \
+            or steps < 0:
+        raise v.invalid("refine_steps", "an int >= 0", steps)
+    if steps == 0:
+        return None
+    learning_rate = v.check_float("refine_learning_rate", learning_rate,
+                                  minimum=0.0, strict=True)
+    return (int(steps), learning_rate,
+            v.check_positive_int("refine_samples", samples))
 
 
 def _progbar(steps, verbose):

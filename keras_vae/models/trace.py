@@ -32,6 +32,7 @@ from typing import Any, Optional
 import tensorflow as tf
 
 from keras_vae import objectives
+from keras_vae.models import missing as missing_lib
 from keras_vae.models.gradient_tap import GradientTap
 from keras_vae.models.graph import call_as_list
 from keras_vae.random import derive_seed
@@ -169,7 +170,8 @@ class Trace:
 
 def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
               training=False, seed=None, decode=True, num_rows=None,
-              latent_shapes=None, gradient_taps=False):
+              latent_shapes=None, gradient_taps=False,
+              posterior_params=None):
     """Runs the levels of `model` (a `VAEModel`) and returns a `Trace`.
 
     Args:
@@ -194,6 +196,13 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
         gradient_taps: pass each level's z through a `GradientTap`
             ("sample" mode), for objectives that rescale the gradient
             reaching the encoder through z (DReG).
+        posterior_params: dict level index -> posterior parameters used
+            in place of the encoder's for that level (per-example refined
+            posteriors, `VAEModel.elbo(..., refine_steps=N)`).
+
+    With a model compiled with `missing_values`, the inputs' missing
+    entries are filled (`keras_vae.models.missing`) and log p(x | z) scores
+    the observed entries of the targets only.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}. Received: {mode!r}")
@@ -203,6 +212,13 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
     k = num_samples if mode == SAMPLE else 1
     # Tensors: a stage may get a model input beside an earlier level's z.
     xs = [tf.convert_to_tensor(t) for t in model._input_list(inputs)]
+    missing = getattr(model, "missing_values", None)
+    mask = None
+    if missing is not None:
+        xs = [missing_lib.fill(t, missing) for t in xs]
+        if targets is not None:
+            mask = missing_lib.observed(targets, missing)
+            targets = missing_lib.fill(targets, missing, mask)
     batch = tf.shape(xs[0])[0]
     tiled = {}
 
@@ -229,6 +245,8 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
         outputs = call_as_list(level.stage, inputs_i, training)
         n, m = level.num_params, level.num_prior_params
         params = tuple(outputs[:n])
+        if posterior_params is not None and i in posterior_params:
+            params = tuple(posterior_params[i])
         prior_params = tuple(outputs[n:n + m]) or None
         context = outputs[n + m:]
         if mode == MODE:
@@ -287,8 +305,10 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
         decoder_params = model.decoder(decoder_in, training=training)
         if targets is not None and mode == SAMPLE:
             log_px_z = tf.reshape(
-                model.likelihood.log_prob(repeat_rows(targets, k),
-                                          decoder_params),
+                model.likelihood.log_prob(
+                    repeat_rows(targets, k), decoder_params,
+                    None if mask is None else repeat_rows(mask, k),
+                ),
                 (k, batch),
             )
     return Trace(mode=mode, num_samples=k, levels=tuple(records),

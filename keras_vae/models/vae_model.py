@@ -6,6 +6,7 @@ import tensorflow as tf
 from keras_vae import _validation as v
 from keras_vae import objectives
 from keras_vae.models import graph as graph_lib
+from keras_vae.models import missing as missing_lib
 from keras_vae.models import trace as trace_lib
 from keras_vae.models._nonfinite import NonFiniteGuard, make_counters
 from keras_vae.models.inference import VAEInference
@@ -102,6 +103,7 @@ class VAEModel(VAEInference, keras.Model):
             level.kl.adds_loss = False
         self._attach_encoder_priors()
         self.objective = objectives.ELBO()
+        self.missing_values = None
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.elbo_tracker = keras.metrics.Mean(name="elbo")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
@@ -227,6 +229,7 @@ class VAEModel(VAEInference, keras.Model):
         objective="elbo",
         num_samples=None,
         jit_compile=True,
+        missing_values=None,
         **kwargs,
     ):
         """Configures training; XLA (`jit_compile=True`) by default.
@@ -245,6 +248,14 @@ class VAEModel(VAEInference, keras.Model):
                 turned off when the model was built under a multi-replica
                 `tf.distribute` strategy, whose cross-device step XLA
                 cannot compile).
+            missing_values: None (default: the data is complete; NaN in
+                NumPy data is an error), or the value that marks a missing
+                entry, e.g. `float("nan")`. The likelihood then scores only
+                the observed entries (log p(x_obs | z)), the encoder sees 0
+                where an entry is missing, `log_likelihood` estimates
+                log p(x_obs) and `impute` fills the missing entries (see
+                `keras_vae.models.missing`). With `objective="iwae"` this is
+                MIWAE (Mattei & Frellsen 2019).
             **kwargs: other `keras.Model.compile` arguments
                 (`steps_per_execution`, `run_eagerly`, ...). `metrics` are
                 not supported: the model reports its own.
@@ -268,6 +279,7 @@ class VAEModel(VAEInference, keras.Model):
             kwargs.pop(key, None)
         if num_samples is not None:
             v.check_positive_int("num_samples", num_samples)
+        self.missing_values = missing_lib.check_missing_values(missing_values)
         objective = objectives.get(objective, num_samples)
         objective.check(self)
         layer = objective.build(self)
@@ -315,6 +327,7 @@ class VAEModel(VAEInference, keras.Model):
             config["objective"] = keras.saving.serialize_keras_object(
                 self.objective
             )
+            config["missing_values"] = self.missing_values
         return config
 
     def compile_from_config(self, config):
@@ -376,7 +389,8 @@ class VAEModel(VAEInference, keras.Model):
         return list(x) if isinstance(x, (list, tuple)) else [x]
 
     def trace(self, x, y=None, num_samples=1, mode="sample", training=False,
-              seed=None, decode=True, num_rows=None, latent_shapes=None):
+              seed=None, decode=True, num_rows=None, latent_shapes=None,
+              posterior_params=None):
         """The forward trace: every latent level for K samples, decoded.
 
         See `keras_vae.models.trace.run_trace`; returns a
@@ -387,7 +401,7 @@ class VAEModel(VAEInference, keras.Model):
         return trace_lib.run_trace(
             self, x, y, num_samples=num_samples, mode=mode,
             training=training, seed=seed, decode=decode, num_rows=num_rows,
-            latent_shapes=latent_shapes,
+            latent_shapes=latent_shapes, posterior_params=posterior_params,
         )
 
     def compute_objective(self, data, training=True):
@@ -519,6 +533,12 @@ class VAEModel(VAEInference, keras.Model):
             kwargs["callbacks"] = args.pop(5)
         callbacks = list(kwargs.pop("callbacks", None) or [])
         callbacks.append(NonFiniteGuard())
+        if self.missing_values is None:
+            data = list(args[:2]) + [kwargs.get("x"), kwargs.get("y")]
+            missing_lib.refuse_nan(
+                [a for d in data if d is not None
+                 for a in tf.nest.flatten(d)], "fit",
+            )
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def test_step(self, data):

@@ -44,6 +44,72 @@ def chunked_mean(values_fn, num_samples, chunk_size):
     ) / float(num_samples)
 
 
+def chunked_weighted_mean(fn, num_samples, chunk_size):
+    """Self-normalised importance-weighted mean Σ_k w̃_k v_k, w̃ = softmax(l).
+
+    ```none
+    Σ_k exp(l_k) v_k / Σ_k exp(l_k)      (streamed: a running logsumexp m and
+                                          the mean so far, rescaled by exp(m_old - m_new))
+    ```
+
+    Args:
+        fn: `fn(k, chunk_index)` -> `(l, v)`: log weights (k, B) and values
+            (k, B, ...) of the chunk's k samples.
+        num_samples, chunk_size: as `chunked_logmeanexp`.
+
+    Returns:
+        Tensor of shape (B, ...).
+    """
+    def reduce(pair):
+        log_w, values = pair
+        m = tf.reduce_logsumexp(log_w, axis=0)
+        w = tf.exp(log_w - m[None])  # the chunk's softmax, (k, B)
+        w = tf.reshape(w, tf.concat(
+            [tf.shape(w), tf.ones([len(values.shape) - 2], tf.int32)], 0))
+        return m, tf.reduce_sum(w * values, axis=0)
+
+    def combine(a, b):
+        m = tf.reduce_logsumexp(tf.stack([a[0], b[0]]), axis=0)
+        wa, wb = tf.exp(a[0] - m), tf.exp(b[0] - m)
+        total = wa + wb
+        return m, (_expand(wa / total, a[1]) * a[1]
+                   + _expand(wb / total, b[1]) * b[1])
+
+    return _over_chunks(fn, num_samples, chunk_size, reduce, combine)[1]
+
+
+def chunked_argmax(fn, num_samples, chunk_size):
+    """The value v_k at the largest score s_k over all K samples.
+
+    Args:
+        fn: `fn(k, chunk_index)` -> `(s, v)`: scores (k, B) and values
+            (k, B, ...). With s = log w + Gumbel noise this is a draw of v
+            with probability w̃ (the Gumbel-max trick), streamed.
+        num_samples, chunk_size: as `chunked_logmeanexp`.
+
+    Returns:
+        Tensor of shape (B, ...).
+    """
+    def reduce(pair):
+        scores, values = pair
+        best = tf.argmax(scores, axis=0, output_type=tf.int32)  # (B,)
+        rows = tf.stack([best, tf.range(tf.shape(best)[0])], axis=1)
+        return tf.gather_nd(scores, rows), tf.gather_nd(values, rows)
+
+    def combine(a, b):
+        take_b = b[0] > a[0]
+        return (tf.where(take_b, b[0], a[0]),
+                tf.where(_expand(take_b, b[1]), b[1], a[1]))
+
+    return _over_chunks(fn, num_samples, chunk_size, reduce, combine)[1]
+
+
+def _expand(w, like):
+    """(B,) -> (B, 1, ...) to broadcast against `like` (B, ...)."""
+    return tf.reshape(w, tf.concat([tf.shape(w), tf.ones(
+        [len(like.shape) - 1], tf.int32)], 0))
+
+
 def _over_chunks(fn, num_samples, chunk_size, reduce, combine):
     """combine(reduce(chunk_0), reduce(chunk_1), ...) over the chunks."""
     k_chunk = max(1, min(int(num_samples), int(chunk_size)))
