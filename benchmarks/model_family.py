@@ -1,161 +1,96 @@
 """Model family: priors, a flow posterior and a two-level VAE at one budget.
 
-Five VAEs on the data of `quality.py` (scikit-learn's 8x8 digits,
-stochastically binarized with its seed, its 1437 train / 360 test split),
-trained by the ELBO (K = 1) with the same epochs, batch size, optimizer,
-learning rate, seeds and the same MLP encoder and decoder
-(64-256-128-(z 8), mirrored), under XLA (`VAEModel.compile`'s default,
-checked and printed):
+Five VAEs on `quality.py`'s data (8x8 digits, binarized, 1437 / 360) and
+budget (100 epochs, batch 100, Adam 1e-3, ELBO K = 1, MLP 64-256-128-(z 8)
+mirrored, XLA: `VAEModel.compile`'s default, read back and printed):
 
 ```none
-standard normal  p(z) = N(0, I),  q(z|x) a diagonal Gaussian (as in all
-                 others but the IAF model)
+standard normal  p(z) = N(0, I), q(z|x) a diagonal Gaussian (as all but IAF)
 mixture prior    p(z) = sum_c pi_c N(m_c, diag s_c^2), C = 10, all learned
-VampPrior        p(z) = (1/U) sum_u q(z | u_u), U = 100 learned
-                 pseudo-inputs started from training examples
-                 (Tomczak & Welling 2017)
-IAF posterior    q(z|x): the diagonal Gaussian pushed through 2 IAF steps
-                 (MADE 64 hidden units, encoder features as context;
-                 Kingma et al. 2016)
-hierarchical     p(z2) p(z1|z2) p(x|z1),  q(z2|x) q(z1|x,z2)  (top-down
-                 inference), z1: 8 (the others' latent), z2: 4, p(z1|z2)
-                 through a Dense(64)
+VampPrior        p(z) = (1/U) sum_u q(z | u_u), U = 100 learned pseudo-inputs
+                 started from training images (Tomczak & Welling 2017)
+IAF posterior    the diagonal Gaussian through 2 IAF steps (MADE 64 hidden
+                 units, encoder features as context; Kingma et al. 2016)
+hierarchical     p(z2) p(z1|z2) p(x|z1), q(z2|x) q(z1|x,z2) (top-down),
+                 z1: 8, z2: 4, p(z1|z2) through a Dense(64)
 ```
 
-Per model, on the test set: the importance-sampled log-likelihood
+Per model, on the test set: log p(x) (K = 1000), the ELBO (100 samples),
+their gap, the KL (`evaluate`'s `kl` over 10 passes: sampled for the
+mixture priors and the flow; per level for the hierarchy), active units
+(Burda et al. 2015: Cov_x of the posterior mode > 0.01), parameters and
+training time; mean ± sd over seeds 0, 1, 2 (weights and noise), and
+whether the flow's test ELBO is at least as good as the diagonal
+posterior's after the same steps (at 100 epochs no, at 300 yes: the
+diagonal model overfits first). The VampPrior's pseudo-inputs start at
+training images kept 0.1 inside (0, 1), where the sigmoid still learns.
 
-```none
-log p(x) ~ log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x),  z_k ~ q(z|x),  K = 1000
-```
-
-(`VAEModel.log_likelihood`; for the hierarchical model z_k = (z1, z2)_k and
-p, q are the products over levels), the ELBO with E_q over 100 samples
-(`VAEModel.elbo`), the KL term (the `kl` metric of `VAEModel.evaluate`,
-averaged over 10 passes over the test set, since the mixture priors and the
-flow have no closed-form KL and it is a one-sample estimate per pass; for
-the hierarchical model also per level), active units (Burda et al. 2015:
-Cov_x E_q[z_d] > 0.01, with E_q[z] taken as the posterior mode the model
-reconstructs from: loc, the flow of loc for IAF, loc of z1 given the mode of
-z2), trainable parameters (the VampPrior's pseudo-inputs and the mixture's
-parameters included) and training wall time (the first epoch includes
-tracing and XLA compilation). Nats per test example; higher is better.
-
-Same steps for every model (epochs x 15 steps), so the line after the
-table answers the question of the IAF issue: on this small data set, is
-the flow's test ELBO at least as good as the diagonal posterior's?
-
-The budget is `quality.py`'s (100 epochs, batch 100, Adam 1e-3; the
-standard-normal model here is its "VAEModel ELBO K=1"), at which, as
-measured there, that model's held-out log p(x) is still improving (best
-near 200-250 epochs) and tighter objectives are already near theirs;
-richer models can overfit 1437 examples sooner, so read the table as "same
-budget", not "each at its best" (`--epochs` changes it). Each model is
-trained with seeds 0, 1, 2 (`--seeds`) and the table shows mean ± sd over
-them (data and split stay fixed; weights, noise and shuffling change);
-differences to the standard-normal model are paired per seed.
-
-Usage (from the repository root, or anywhere):
-
-```none
-python benchmarks/model_family.py          # 3 seeds, ~10 min on 2 CPU cores
-python benchmarks/model_family.py --quick  # smoke test, 1 seed, ~1.5 min
-python benchmarks/model_family.py --seeds 0 --epochs 300 --output family.md
-```
+    python benchmarks/model_family.py          # 3 seeds, ~10 min on 2 CPU cores
+    python benchmarks/model_family.py --quick  # smoke test
+    python benchmarks/model_family.py --seeds 0 --epochs 300 --output family.md
 """
 
-import argparse
-import os
+import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import harness  # first: it sets TF's log level before TF is imported
+import keras
+import keras_vae
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import baselines
+import quality
+from baselines import mlp
+from harness import mean_sd
 
-import keras_vae  # noqa: E402
-from common import emit, mlp  # noqa: E402
-from quality import (  # noqa: E402
-    BATCH_SIZE,
-    CONFIGS,
-    ELBO_SAMPLES,
-    EVAL_SAMPLES,
-    LEARNING_RATE,
-    QUICK,
-    SEED,
-    EpochTimer,
-    load,
-    machine_lines,
-    make_dataset,
-)
-
-# ------------------------------------------------------------ configuration
-CFG = CONFIGS["digits"]        # hidden (256, 128), latent 8, 100 epochs
-MIXTURE_COMPONENTS = 10
-PSEUDO_INPUTS = 100
-# Pseudo-inputs through a sigmoid, started at training images kept 0.1
-# inside (0, 1) (pixel 0 -> 0.1, 1 -> 0.9): at exactly 0 or 1 the sigmoid
-# has a vanishing gradient, so the pseudo-inputs would not learn.
-PSEUDO_INPUT_ACTIVATION = "sigmoid"
-PSEUDO_INPUT_MARGIN = 0.1
-IAF_FLOWS = 2
-IAF_HIDDEN = (64,)
-TOP_LATENT = 4                 # z2 of the hierarchical model (z1 = CFG latent)
-TOP_HIDDEN = 64                # Dense of p(z1 | z2)
-SEEDS = (SEED, SEED + 1, SEED + 2)  # default --seeds (one with --quick)
-KL_PASSES = 10                 # passes over the test set for the KL metric
-ACTIVE_THRESHOLD = 0.01        # Burda et al. 2015
-REFERENCE = "standard normal"  # the diagonal-posterior, N(0, I) model
-FLOW = "IAF posterior"
+CFG = quality.CONFIGS["digits"]        # hidden (256, 128), latent 8
+HIDDEN, LATENT = CFG["hidden"], CFG["latent"]
+COMPONENTS, PSEUDO_INPUTS, PSEUDO_MARGIN = 10, 100, 0.1
+IAF_FLOWS, IAF_HIDDEN = 2, (64,)
+TOP_LATENT, TOP_HIDDEN = 4, 64         # z2 and p(z1 | z2) of the hierarchy
+SEEDS = (0, 1, 2)
+KL_PASSES = 10
+ACTIVE_THRESHOLD = 0.01                # Burda et al. 2015
+QUICK = {"epochs": 1, "train_examples": 500, "test_examples": 50,
+         "eval_samples": 10, "elbo_samples": 5, "kl_passes": 1}
+REFERENCE, FLOW = "standard normal", "IAF posterior"
+MIXTURE = f"mixture prior ({COMPONENTS} comp.)"   # --quick: the VampPrior's
+# code path with another prior object, left out
 
 
-# ------------------------------------------------------------------- models
 def head(h, latent, prior=None, name=None):
-    """(loc, scale) of a diagonal Gaussian, through a KLRegularizer."""
+    # Layers are made in the order of the README's run: it fixes the init.
     q = keras_vae.GaussianEncoderHead(latent)(h)
     return keras_vae.KLRegularizer(prior=prior, name=name)(q)
 
 
 def decoder(z, dim):
-    return keras.layers.Dense(dim)(mlp(z, CFG["hidden"][::-1]))
+    return keras.layers.Dense(dim)(mlp(z, HIDDEN[::-1]))
 
 
-def build_standard(x_in, dim, seed):
-    z = keras_vae.ReparameterizedSample(seed=seed)(
-        head(mlp(x_in, CFG["hidden"]), CFG["latent"]))
-    return decoder(z, dim)
-
-
-def build_mixture(x_in, dim, seed):
-    prior = keras_vae.priors.MixtureOfGaussians(MIXTURE_COMPONENTS,
-                                                seed=seed)
-    z = keras_vae.ReparameterizedSample(seed=seed)(
-        head(mlp(x_in, CFG["hidden"]), CFG["latent"], prior))
-    return decoder(z, dim)
-
-
-def build_vamp(x_in, dim, seed):
-    prior = keras_vae.priors.VampPrior(
-        PSEUDO_INPUTS, pseudo_input_activation=PSEUDO_INPUT_ACTIVATION,
-        seed=seed)
-    z = keras_vae.ReparameterizedSample(seed=seed)(
-        head(mlp(x_in, CFG["hidden"]), CFG["latent"], prior))
-    return decoder(z, dim)
+def with_prior(make_prior):
+    def build(x_in, dim, seed):
+        prior = make_prior(seed) if make_prior else None
+        z = keras_vae.ReparameterizedSample(seed=seed)(
+            head(mlp(x_in, HIDDEN), LATENT, prior))
+        return decoder(z, dim)
+    return build
 
 
 def build_iaf(x_in, dim, seed):
-    h = mlp(x_in, CFG["hidden"])
-    loc, scale = head(h, CFG["latent"])
+    h = mlp(x_in, HIDDEN)
+    loc, scale = head(h, LATENT)
     z = keras_vae.IAFSample(IAF_FLOWS, IAF_HIDDEN, seed=seed)([loc, scale, h])
     return decoder(z, dim)
 
 
 def build_hierarchical(x_in, dim, seed):
-    h = mlp(x_in, CFG["hidden"])
+    h = mlp(x_in, HIDDEN)
     z2 = keras_vae.ReparameterizedSample(seed=seed, name="z2")(
         head(h, TOP_LATENT, name="kl_z2"))
-    p1 = keras_vae.GaussianEncoderHead(CFG["latent"], name="p_z1")(
+    p1 = keras_vae.GaussianEncoderHead(LATENT, name="p_z1")(
         keras.layers.Dense(TOP_HIDDEN, activation="relu")(z2))
-    q1 = keras_vae.GaussianEncoderHead(CFG["latent"], name="q_z1")(
+    q1 = keras_vae.GaussianEncoderHead(LATENT, name="q_z1")(
         keras.layers.Concatenate()([h, z2]))
     q1 = keras_vae.KLRegularizer(name="kl_z1")([q1, p1])
     # Its own noise stream: with z2's seed, z1's first 4 coordinates would
@@ -164,260 +99,168 @@ def build_hierarchical(x_in, dim, seed):
     return decoder(z1, dim)
 
 
-MODELS = (  # (label, builder, latent description)
-    (REFERENCE, build_standard, f"z {CFG['latent']}"),
-    (f"mixture prior ({MIXTURE_COMPONENTS} comp.)", build_mixture,
-     f"z {CFG['latent']}"),
-    (f"VampPrior ({PSEUDO_INPUTS} pseudo-inputs)", build_vamp,
-     f"z {CFG['latent']}"),
-    (FLOW, build_iaf, f"z {CFG['latent']}, {IAF_FLOWS} flows"),
-    ("hierarchical", build_hierarchical,
-     f"z1 {CFG['latent']}, z2 {TOP_LATENT}"),
-)
+MODELS = {  # label: (builder, latent description)
+    REFERENCE: (with_prior(None), f"z {LATENT}"),
+    MIXTURE: (with_prior(
+        lambda s: keras_vae.priors.MixtureOfGaussians(COMPONENTS, seed=s)),
+        f"z {LATENT}"),
+    f"VampPrior ({PSEUDO_INPUTS} pseudo-inputs)": (with_prior(
+        lambda s: keras_vae.priors.VampPrior(
+            PSEUDO_INPUTS, pseudo_input_activation="sigmoid", seed=s)),
+        f"z {LATENT}"),
+    FLOW: (build_iaf, f"z {LATENT}, {IAF_FLOWS} flows"),
+    "hierarchical": (build_hierarchical, f"z1 {LATENT}, z2 {TOP_LATENT}"),
+}
 
 
-def build(builder, x_train, seed):
+def build(builder, x_train, seed, quick=False):
     keras.utils.set_random_seed(seed)
-    dim = x_train.shape[1]
-    x_in = keras.Input((dim,))
-    vae = keras_vae.VAEModel(x_in, builder(x_in, dim, seed))
+    x_in = keras.Input((x_train.shape[1],))
+    vae = keras_vae.VAEModel(x_in, builder(x_in, x_train.shape[1], seed))
     for level in vae.levels:  # VampPrior: start from training examples
-        prior = level.kl.prior
-        if isinstance(prior, keras_vae.priors.VampPrior):
+        if isinstance(level.kl.prior, keras_vae.priors.VampPrior):
             rows = np.random.default_rng(seed).choice(
                 len(x_train), PSEUDO_INPUTS, replace=False)
-            prior.set_pseudo_inputs(x_train[rows], margin=PSEUDO_INPUT_MARGIN)
-    vae.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE),
-                loss=keras_vae.losses.BernoulliNLL())  # jit_compile default
-    return vae
+            level.kl.prior.set_pseudo_inputs(x_train[rows],
+                                             margin=PSEUDO_MARGIN)
+    return baselines.compile_vae(vae, **harness.compile_kwargs(quick))
 
 
-# -------------------------------------------------------------- diagnostics
-def active_units(vae, x):
-    """Per level, the dimensions d with Var_x(mode_d) > ACTIVE_THRESHOLD
-    (`keras_vae.evaluate.active_units` at each level's posterior mode)."""
-    return [
-        keras_vae.evaluate.active_units(
-            vae, x, threshold=ACTIVE_THRESHOLD,
-            level=None if len(vae.levels) == 1 else level.name)[0]
-        for level in vae.levels
-    ]
-
-
-def trainable_params(vae):
-    return int(sum(np.prod(w.shape) for w in vae.trainable_weights))
-
-
-# ---------------------------------------------------------------- the runs
-def run_one(label, builder, data, epochs, eval_samples, seed):
+def run_one(label, data, epochs, k, k_elbo, kl_passes, seed, quick=False):
     x_train, x_test = data
-    vae = build(builder, x_train, seed)
-    timer = EpochTimer()
+    vae = build(MODELS[label][0], x_train, seed, quick)
+    _, train_s = harness.timed(lambda: vae.fit(
+        quality.make_dataset(x_train), epochs=epochs, verbose=0,
+        shuffle=False))
     start = time.perf_counter()
-    history = vae.fit(make_dataset(x_train), epochs=epochs, verbose=0,
-                      callbacks=[timer], shuffle=False)
-    train_s = time.perf_counter() - start
-    start = time.perf_counter()
-    log_px = vae.log_likelihood(x_test, num_samples=eval_samples)
-    elbo = vae.elbo(x_test, num_samples=ELBO_SAMPLES)
-    metrics = vae.evaluate(np.tile(x_test, (KL_PASSES, 1)),
-                           batch_size=BATCH_SIZE, verbose=0, return_dict=True)
-    eval_s = time.perf_counter() - start
-    bad = int(np.sum(~np.isfinite(log_px)) + np.sum(~np.isfinite(elbo)))
-    row = {
-        "label": label, "seed": seed, "epochs": epochs,
-        "k_eval": eval_samples,
-        "steps": int(vae.optimizer.iterations.numpy()),
-        "jit_compile": vae.jit_compile, "params": trainable_params(vae),
-        "train_s": train_s, "first_epoch_s": timer.times[0],
-        "eval_s": eval_s, "final_loss": float(history.history["loss"][-1]),
-        "log_px": float(np.mean(log_px)),
-        "log_px_se": float(np.std(log_px) / np.sqrt(len(log_px))),
-        "elbo": float(np.mean(elbo)), "elbo_per_example": elbo,
-        "kl": float(metrics["kl"]),
-        "kl_levels": [float(metrics[f"kl_{level.name}"])
-                      for level in vae.levels] if len(vae.levels) > 1 else [],
-        "level_names": [level.name for level in vae.levels],
-        "active": active_units(vae, x_test), "nonfinite": bad,
-    }
-    print(f"  seed {seed} {label:34s} jit_compile={row['jit_compile']} "
-          f"train {train_s:6.1f} s (first epoch {timer.times[0]:.1f} s), "
-          f"loss {row['final_loss']:7.3f}, test log p(x) "
-          f"{row['log_px']:7.3f}, ELBO {row['elbo']:7.3f}, KL "
-          f"{row['kl']:6.3f}, active {'+'.join(map(str, row['active']))} "
-          f"(eval {eval_s:.1f} s)" + (f", {bad} NON-FINITE" if bad else ""),
-          flush=True)
+    log_px = vae.log_likelihood(x_test, num_samples=k)
+    elbo = vae.elbo(x_test, num_samples=k_elbo)
+    metrics = vae.evaluate(np.tile(x_test, (kl_passes, 1)), verbose=0,
+                           batch_size=quality.BATCH_SIZE, return_dict=True)
+    several = len(vae.levels) > 1
+    active = [keras_vae.evaluate.active_units(
+        vae, x_test, threshold=ACTIVE_THRESHOLD,
+        level=level.name if several else None)[0] for level in vae.levels]
+    row = {"label": label, "epochs": epochs, "k": k, "k_elbo": k_elbo,
+           "steps": int(vae.optimizer.iterations.numpy()),
+           "jit_compile": vae.jit_compile, "params": int(sum(
+               np.prod(w.shape) for w in vae.trainable_weights)),
+           "train_s": train_s, "log_px": float(np.mean(log_px)),
+           "log_px_se": float(np.std(log_px) / np.sqrt(len(log_px))),
+           "elbo": float(np.mean(elbo)), "elbo_per_example": elbo,
+           "kl": float(metrics["kl"]), "active": active,
+           "kl_levels": [float(metrics[f"kl_{level.name}"])
+                         for level in vae.levels] if several else [],
+           "level_names": [level.name for level in vae.levels],
+           "nonfinite": int(np.sum(~np.isfinite(log_px))
+                            + np.sum(~np.isfinite(elbo)))}
+    print(f"  seed {seed} {label:34s} XLA {vae.jit_compile}, train "
+          f"{train_s:.1f} s, eval {time.perf_counter() - start:.1f} s, log p(x)"
+          f" {row['log_px']:.3f}, ELBO {row['elbo']:.3f}", flush=True)
     return row
 
 
-# ------------------------------------------------------------------ report
-def mean_sd(values, digits=2):
-    values = np.asarray(values, np.float64)
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
-
-
-def count_cell(values):
-    """Counts over seeds: the count when they agree, else mean ± sd."""
-    return str(values[0]) if len(set(values)) == 1 else mean_sd(values, 1)
-
-
-def table(runs, latents, n_train, n_test, seeds):
-    """`runs`: label -> list of rows (one per seed)."""
-    first = next(iter(runs.values()))[0]
-    several = len(seeds) > 1
-    ref = runs[REFERENCE]
-    all_rows = [r for rows in runs.values() for r in rows]
-    no_xla = sorted({r["label"] for r in all_rows if not r["jit_compile"]})
-    xla = ("XLA (jit_compile=True, read back from each model)"
-           if not no_xla else f"WARNING: jit_compile=False for {no_xla}")
-    lines = [
-        f"### digits (MLP 64-{'-'.join(map(str, CFG['hidden']))}-(z), "
-        f"Bernoulli likelihood): {n_train} train / {n_test} test examples, "
-        f"{first['epochs']} epochs ({first['steps']} steps) each, batch "
-        f"{BATCH_SIZE}, Adam {LEARNING_RATE:g}, ELBO K=1, "
-        f"seed{'s' if several else ''} {', '.join(map(str, seeds))}, "
-        + xla,
+def table(runs, n_train, n_test, seeds, kl_passes):
+    first, several = runs[REFERENCE][0], len(seeds) > 1
+    no_xla = sorted({r["label"] for rs in runs.values() for r in rs
+                     if not r["jit_compile"]})
+    rows = []
+    for label, rs in runs.items():
+        kl = mean_sd([r["kl"] for r in rs])
+        if rs[0]["kl_levels"]:
+            kl += " (" + ", ".join(f"{n} {v:.2f}" for n, v in zip(
+                rs[0]["level_names"], np.mean([r["kl_levels"] for r in rs],
+                                              0))) + ")"
+        multi = len(rs[0]["active"]) > 1
+        counts = [[r["active"][i] for r in rs] for i in range(len(
+            rs[0]["active"]))]   # per level: one count when seeds agree
+        active = " + ".join((f"{n} " if multi else "") + (
+            str(c[0]) if len(set(c)) == 1 else mean_sd(c, 1))
+            for n, c in zip(rs[0]["level_names"], counts))
+        diff = [r["log_px"] - q["log_px"] for r, q in zip(rs, runs[REFERENCE])]
+        rows.append([
+            label, MODELS[label][1], f"{rs[0]['params']:,}",
+            mean_sd([r["train_s"] for r in rs], 1),
+            mean_sd([r["log_px"] for r in rs]) if several else
+            f"{rs[0]['log_px']:.2f} ± {rs[0]['log_px_se']:.2f}",
+            mean_sd([r["elbo"] for r in rs]),
+            mean_sd([r["log_px"] - r["elbo"] for r in rs]), kl, active,
+            "—" if label == REFERENCE else f"{np.mean(diff):+.2f}"
+            + (f" ± {np.std(diff, ddof=1):.2f}" if several else "")])
+    return [
+        f"### digits (MLP 64-{'-'.join(map(str, HIDDEN))}-(z), Bernoulli): "
+        f"{n_train} train / {n_test} test examples, {first['epochs']} epochs "
+        f"({first['steps']} steps) each, batch {quality.BATCH_SIZE}, Adam "
+        f"{baselines.LEARNING_RATE:g}, ELBO K=1, seeds "
+        f"{', '.join(map(str, seeds))}, "
+        + (f"WARNING: jit_compile=False for {no_xla}" if no_xla else
+           "XLA (jit_compile=True, read back from each model)"), "",
+        *harness.table(
+            ["model", "latent", "params", "train time (s)",
+             f"test log p(x) (K={first['k']})",
+             f"test ELBO (K={first['k_elbo']})", "log p(x) - ELBO", "KL",
+             "active units", f"log p(x) vs {REFERENCE}"], rows, "ll" + "r" * 8),
         "",
-        "| model | latent | params | train time (s) | "
-        f"test log p(x) (K={first['k_eval']}) | test ELBO (K={ELBO_SAMPLES})"
-        " | log p(x) - ELBO | KL | active units | log p(x) vs "
-        f"{REFERENCE} |",
-        "| --- | --- |" + " ---: |" * 8,
+        "Nats per test example, mean over the test set" + (
+            f", then mean ± sd over {len(seeds)} seeds" if several else
+            " (± its standard error)") + f"; KL over {kl_passes} pass(es); "
+        "params include pseudo-inputs and mixture parameters; train time "
+        "includes tracing and XLA compilation.",
+        *(["WARNING: some estimates were not finite."] if any(
+            r["nonfinite"] for rs in runs.values() for r in rs) else []),
     ]
-    for label, rows in runs.items():
-        log_px = [r["log_px"] for r in rows]
-        if several:
-            log_px_cell = mean_sd(log_px)
-        else:
-            log_px_cell = f"{log_px[0]:.2f} ± {rows[0]['log_px_se']:.2f}"
-        kl = mean_sd([r["kl"] for r in rows])
-        if rows[0]["kl_levels"]:
-            per_level = np.mean([r["kl_levels"] for r in rows], 0)
-            kl += " (" + ", ".join(
-                f"{n} {v:.2f}" for n, v in zip(rows[0]["level_names"],
-                                              per_level)) + ")"
-        active = " + ".join(
-            (f"{name} " if len(rows[0]["active"]) > 1 else "")
-            + count_cell([r["active"][i] for r in rows])
-            for i, name in enumerate(rows[0]["level_names"]))
-        diff = [r["log_px"] - q["log_px"] for r, q in zip(rows, ref)]
-        lines.append(
-            f"| {label} | {latents[label]} | {rows[0]['params']:,} | "
-            f"{mean_sd([r['train_s'] for r in rows], 1)} | {log_px_cell} | "
-            f"{mean_sd([r['elbo'] for r in rows])} | "
-            f"{mean_sd([r['log_px'] - r['elbo'] for r in rows])} | {kl} | "
-            f"{active} | "
-            + ("—" if label == REFERENCE else
-               f"{np.mean(diff):+.2f}"
-               + (f" ± {np.std(diff, ddof=1):.2f}" if several else ""))
-            + " |")
-    lines += [
-        "",
-        "Nats per test example, mean over the test set"
-        + (f", then mean ± sd over {len(seeds)} seeds (the last column: "
-           "the paired difference per seed)" if several else
-           " (± its standard error over examples; the models are scored on "
-           "the same examples, so differences between rows are more precise "
-           "than that)")
-        + ". Params: trainable weights (pseudo-inputs and mixture "
-        "parameters included). Train time includes tracing and XLA "
-        "compilation (the first epoch). KL: the `kl` metric of "
-        f"`evaluate` over {KL_PASSES} passes of the test set (sampled "
-        "for the mixture priors and the flow). Active units: "
-        f"Cov_x E_q[z_d] > {ACTIVE_THRESHOLD} (per level, z1 + z2).",
-    ]
-    if any(r["nonfinite"] for r in all_rows):
-        lines.append("WARNING: some estimates were not finite.")
-    return lines
 
 
 def flow_comparison(runs):
-    """The IAF issue's question, answered from the test ELBOs."""
     flow, diag = runs[FLOW], runs[REFERENCE]
     diffs = np.array([f["elbo"] - d["elbo"] for f, d in zip(flow, diag)])
     if len(diffs) == 1:  # paired over the test examples
-        per_example = flow[0]["elbo_per_example"] - diag[0]["elbo_per_example"]
-        se = float(np.std(per_example) / np.sqrt(len(per_example)))
-        spread = f"± {se:.2f} (paired standard error over test examples)"
-    else:  # paired over the seeds
+        d = flow[0]["elbo_per_example"] - diag[0]["elbo_per_example"]
+        spread = (f"± {np.std(d) / np.sqrt(len(d)):.2f} (paired standard "
+                  "error over test examples)")
+    else:
         spread = (f"± {np.std(diffs, ddof=1):.2f} (sd over {len(diffs)} "
-                  f"seeds; per seed {', '.join(f'{d:+.2f}' for d in diffs)}"
-                  f"; flow ahead or equal in {int(np.sum(diffs >= 0))} of "
-                  f"{len(diffs)})")
-    verdict = "yes" if np.mean(diffs) >= 0 else "no"
-    return [
-        f"Flow vs diagonal posterior after the same {flow[0]['steps']} "
-        f"steps: test ELBO {mean_sd([r['elbo'] for r in flow])} ({FLOW}) "
-        f"vs {mean_sd([r['elbo'] for r in diag])} ({REFERENCE}), "
-        f"difference {np.mean(diffs):+.2f} {spread}; flow ELBO at least as "
-        f"good as the diagonal posterior's: **{verdict}**.",
-    ]
-
-
-def quick_train_examples(n):
-    """quality.py's --quick cut, rounded down to whole batches: 1400 of the
-    1437 digits. One batch shape means one XLA compilation of each train
-    step instead of three (batch 100, the last batch of 37, and the
-    shape-generic retrace Keras makes after seeing two shapes), which is
-    most of a quick run's time."""
-    return min(n, QUICK["train_examples"]) // BATCH_SIZE * BATCH_SIZE
-
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int,
-                   help=f"epochs for every model (default {CFG['epochs']})")
-    p.add_argument("--seeds", type=int, nargs="+",
-                   help="model seeds (weights, noise, shuffling); several "
-                   "give mean ± sd (default: "
-                   f"{' '.join(map(str, SEEDS))}, with --quick {SEEDS[0]})")
-    p.add_argument("--num-samples", type=int, default=EVAL_SAMPLES,
-                   help="K of the test log-likelihood (default: "
-                   "%(default)s)")
-    p.add_argument("--quick", action="store_true",
-                   help=f"smoke test: {QUICK['epochs']} epochs, whole "
-                   f"batches of the train set, {QUICK['test_examples']} "
-                   "test examples, K = "
-                   f"{QUICK['eval_samples']}")
-    p.add_argument("--output", help="also write the report (markdown) here")
-    args = p.parse_args(argv)
-    for name in ("epochs", "num_samples"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            p.error(f"--{name.replace('_', '-')} must be > 0")
-    return args
+                  f"seeds; per seed {', '.join(f'{d:+.2f}' for d in diffs)})")
+    return [f"Flow vs diagonal posterior after the same {flow[0]['steps']} "
+            f"steps: test ELBO {mean_sd([r['elbo'] for r in flow])} vs "
+            f"{mean_sd([r['elbo'] for r in diag])}, difference "
+            f"{np.mean(diffs):+.2f} {spread}; flow ELBO at least as good as "
+            f"the diagonal posterior's: "
+            f"**{'yes' if np.mean(diffs) >= 0 else 'no'}**."]
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    total_start = time.perf_counter()
-    x_train, x_test = load("digits")
-    epochs = args.epochs or CFG["epochs"]
-    eval_samples = args.num_samples
-    seeds = args.seeds or list(SEEDS)
+    p = harness.parser(__doc__, f"smoke test: 1 seed, sizes {QUICK}, no "
+                       "mixture prior, eager train steps")
+    p.add_argument("--epochs", type=int, help="epochs (default 100)")
+    p.add_argument("--seeds", type=int, nargs="+", help="model seeds "
+                   "(default 0 1 2; with --quick 0)")
+    p.add_argument("--num-samples", type=int, default=quality.EVAL_SAMPLES,
+                   help="K of the test log-likelihood (default %(default)s)")
+    args = p.parse_args(argv)
+    harness.positive(p, args, "epochs", "num_samples")
+    report = harness.Report("Model family: priors, flow posterior, hierarchy")
+    x_train, x_test = quality.load("digits")
+    epochs, seeds = args.epochs or CFG["epochs"], args.seeds or list(SEEDS)
+    k, k_elbo, kl_passes = args.num_samples, quality.ELBO_SAMPLES, KL_PASSES
     if args.quick:
-        seeds = args.seeds or list(SEEDS[:1])
-        epochs = args.epochs or QUICK["epochs"]
-        x_train = x_train[:quick_train_examples(len(x_train))]
+        seeds, epochs = args.seeds or [SEEDS[0]], args.epochs or QUICK["epochs"]
+        x_train = harness.whole_batches(x_train[:QUICK["train_examples"]],
+                                        quality.BATCH_SIZE)
         x_test = x_test[:QUICK["test_examples"]]
-        eval_samples = min(eval_samples, QUICK["eval_samples"])
-    print(f"digits: {len(x_train)} train / {len(x_test)} test, {epochs} "
-          f"epochs, batch {BATCH_SIZE}, seeds {seeds}", flush=True)
-    runs = {label: [] for label, _, _ in MODELS}
+        k, k_elbo = min(k, QUICK["eval_samples"]), QUICK["elbo_samples"]
+        kl_passes = QUICK["kl_passes"]
+    runs = {label: [] for label in MODELS if not (args.quick
+                                                  and label == MIXTURE)}
     for seed in seeds:
-        for label, builder, _ in MODELS:
-            runs[label].append(run_one(label, builder, (x_train, x_test),
-                                       epochs, eval_samples, seed))
-    latents = {label: latent for label, _, latent in MODELS}
-    report = ["## Model family: priors, flow posterior, hierarchy", ""]
-    report += table(runs, latents, len(x_train), len(x_test), seeds)
-    report += [""] + flow_comparison(runs) + [""]
-    report += [f"total wall time: {time.perf_counter() - total_start:.0f} s"]
-    report += machine_lines()
-    emit(report, args.output)
+        for label in runs:
+            runs[label].append(run_one(label, (x_train, x_test), epochs, k,
+                                       k_elbo, kl_passes, seed,
+                                       args.quick))
+    report.add(*table(runs, len(x_train), len(x_test), seeds, kl_passes), "",
+               *flow_comparison(runs))
+    report.emit(args.output)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,30 +11,18 @@ importance sampling (K = 1000), test ELBO, parameters and seconds.
     python benchmarks/spatial_latent.py [--epochs 60] [--seeds 0 1 2] [--quick]
 """
 
-import argparse
-import os
 import sys
-import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import harness  # first: it sets TF's log level before TF is imported
+import keras
+import keras_vae
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import baselines
 
-import keras_vae  # noqa: E402
-from common import cpu_model, emit  # noqa: E402
-
-
-def load(seed):
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    x = load_digits().data.reshape(-1, 8, 8, 1) / 16.0
-    train, test = train_test_split(x, test_size=0.2, random_state=0)
-    rng = np.random.default_rng(seed)
-    binar = lambda a: (rng.random(a.shape) < a).astype("float32")  # noqa: E731
-    return binar(train), binar(test)
+BATCH = 64
+QUICK = {"epochs": 1, "train_examples": 256, "test_examples": 32,
+         "samples": 10}
 
 
 def encoder_features(x_in):
@@ -67,15 +55,12 @@ def build(kind, seed):
     return keras_vae.VAEModel(x_in, decoder_head(h), name=f"{kind}_vae")
 
 
-def run(kind, seed, x_train, x_test, epochs, k):
-    vae = build(kind, seed)
-    vae.compile(optimizer=keras.optimizers.Adam(1e-3),
-                loss=keras_vae.losses.BernoulliNLL())
-    ds = (tf.data.Dataset.from_tensor_slices(x_train)
-          .shuffle(len(x_train), seed=seed).batch(64))
-    start = time.perf_counter()
-    vae.fit(ds, epochs=epochs, verbose=0)
-    seconds = time.perf_counter() - start
+def run(kind, seed, x_train, x_test, epochs, k, quick=False):
+    vae = baselines.compile_vae(build(kind, seed),
+                                **harness.compile_kwargs(quick))
+    _, seconds = harness.timed(lambda: vae.fit(
+        harness.dataset(x_train, BATCH, shuffle_seed=seed), epochs=epochs,
+        verbose=0))
     ll = vae.log_likelihood(x_test, num_samples=k, seed=seed)
     elbo = vae.elbo(x_test, num_samples=1, seed=seed)
     return {"ll": float(np.mean(ll)), "elbo": float(np.mean(elbo)),
@@ -83,44 +68,46 @@ def run(kind, seed, x_train, x_test, epochs, k):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--samples", type=int, default=1000)
-    parser.add_argument("--quick", action="store_true",
-                        help="2 epochs, 1 seed, K = 20 (a smoke run)")
-    parser.add_argument("--output", default=None)
-    args = parser.parse_args(argv)
+    p = harness.parser(__doc__, f"{QUICK['epochs']} epoch, 1 seed, K = "
+                       f"{QUICK['samples']}, {QUICK['train_examples']} / "
+                       f"{QUICK['test_examples']} examples, eager train "
+                       "steps (a smoke run)")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--samples", type=int, default=1000)
+    args = p.parse_args(argv)
+    harness.positive(p, args, "epochs", "samples")
     if args.quick:
-        args.epochs, args.seeds, args.samples = 2, args.seeds[:1], 20
+        args.epochs, args.seeds, args.samples = (
+            QUICK["epochs"], args.seeds[:1], QUICK["samples"])
+    report = harness.Report("Spatial latent against a flat one")
     results = {}
     for kind in ("flat", "spatial"):
         for seed in args.seeds:
-            x_train, x_test = load(seed)
-            r = run(kind, seed, x_train, x_test, args.epochs, args.samples)
+            x_train, x_test = harness.digits(seed, image=True)
+            if args.quick:
+                x_train = x_train[:QUICK["train_examples"]]
+                x_test = x_test[:QUICK["test_examples"]]
+            r = run(kind, seed, x_train, x_test, args.epochs, args.samples,
+                    args.quick)
             results.setdefault(kind, []).append(r)
             print(f"{kind:8s} seed {seed}: log p(x) {r['ll']:.2f}  "
                   f"ELBO {r['elbo']:.2f}  {r['seconds']:.0f} s", flush=True)
-    lines = [
-        f"Conv VAE on binarized 8x8 digits, {args.epochs} epochs, batch 64, "
-        f"Adam 1e-3, seeds {args.seeds}, test log p(x) with K = "
-        f"{args.samples}; {cpu_model()}, TF {tf.__version__}, Keras "
-        f"{keras.__version__}",
-        "",
-        "| latent | shape | params | test log p(x) (nats) | test ELBO | "
-        "train s |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
+    rows = []
     for kind, shape in (("flat", "(32,)"), ("spatial", "(4, 4, 2)")):
         rs = results[kind]
         ll = [r["ll"] for r in rs]
-        lines.append(
-            f"| {kind} | {shape} | {rs[0]['params']:,} | "
-            f"{np.mean(ll):.2f} ± {np.std(ll):.2f} | "
-            f"{np.mean([r['elbo'] for r in rs]):.2f} | "
-            f"{np.mean([r['seconds'] for r in rs]):.0f} |"
-        )
-    emit(lines, args.output)
+        rows.append([kind, shape, f"{rs[0]['params']:,}",
+                     f"{np.mean(ll):.2f} ± {np.std(ll):.2f}",
+                     f"{np.mean([r['elbo'] for r in rs]):.2f}",
+                     f"{np.mean([r['seconds'] for r in rs]):.0f}"])
+    report.add(
+        f"Conv VAE on binarized 8x8 digits, {args.epochs} epochs, batch "
+        f"{BATCH}, Adam 1e-3, seeds {args.seeds}, test log p(x) with K = "
+        f"{args.samples}", "",
+        *harness.table(["latent", "shape", "params", "test log p(x) (nats)",
+                        "test ELBO", "train s"], rows, "llllll"))
+    report.emit(args.output)
     return results
 
 

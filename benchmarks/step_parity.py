@@ -3,19 +3,20 @@
 One process, one machine, the user's-story MLP (784-512-256-(z 32), mirrored
 decoder, Bernoulli likelihood, Adam 1e-3), 8192 synthetic binary vectors
 through the same cached `tf.data` pipeline. Contestants, each XLA-compiled
-(`jit_compile=True`) and trained by `fit`:
+(`jit_compile=True`) and trained by `fit` (`baselines.py`):
 
 ```none
 lean       the keras.io pattern stripped to the bone: a keras.Model whose
            train_step draws eps with tf.random.normal, computes BCE + analytic
            KL, applies Adam and returns the loss; no metric trackers
 keras.io   the keras.io pattern as published: `Sampling` layer with
-           keras.random noise, three Mean trackers (benchmarks/common.py)
+           keras.random noise, three Mean trackers
 VAEModel   keras_vae.VAEModel, its default compile (ELBO, K = 1)
 ```
 
 and, to find where VAEModel's time goes, VAEModel with parts of its step
-removed (subclasses below; the package is not changed):
+removed (a subclass overriding the step's pieces; the package is not
+changed):
 
 ```none
 - skip guard      no select that keeps the old weights after a non-finite loss
@@ -23,71 +24,34 @@ removed (subclasses below; the package is not changed):
 - trackers        no Mean trackers (returns the loss only)
 ```
 
-Timing: the contestants alternate epoch by epoch (so machine load hits
-them alike) after one warm-up epoch each; examples/s from the median of
-`--epochs` epochs. Ratios are against `lean` and `keras.io` measured in the
-same run.
+Timing: after one warm-up epoch each, the contestants alternate epoch by
+epoch (so machine load hits them alike); examples/s from the median of
+`--epochs` epochs, each timed around `fit(epochs=1)`. Ratios are against
+`lean` and `keras.io` measured in the same run. `--quick` times only the
+last ablation (all three pieces removed, which runs every override) and
+leaves out keras.io.
 
     python benchmarks/step_parity.py [--epochs 3] [--batch-sizes 128 1024] [--quick]
 """
 
-import argparse
-import os
-import statistics
 import sys
-import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import harness  # first: it sets TF's log level before TF is imported
+import keras
+import keras_vae
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import keras_vae  # noqa: E402
-from common import PlainVAE, Sampling, cpu_model, emit, mlp  # noqa: E402
+import baselines
 
 D, HIDDEN, LATENT = 784, (512, 256), 32
-
-
-class LeanVAE(keras.Model):
-    """The leanest step a good engineer would write (see the module doc)."""
-
-    def __init__(self, encoder, decoder, **kwargs):
-        super().__init__(**kwargs)
-        self.encoder, self.decoder = encoder, decoder
-
-    def call(self, x):
-        return self.decoder(self.encoder(x)[0])
-
-    def train_step(self, x):
-        with tf.GradientTape() as tape:
-            mean, log_var = self.encoder(x, training=True)
-            z = mean + tf.exp(0.5 * log_var) * tf.random.normal(tf.shape(mean))
-            logits = self.decoder(z, training=True)
-            rec = tf.reduce_mean(tf.reduce_sum(
-                tf.nn.sigmoid_cross_entropy_with_logits(x, logits), -1))
-            kl = tf.reduce_mean(-0.5 * tf.reduce_sum(
-                1.0 + log_var - tf.square(mean) - tf.exp(log_var), -1))
-            loss = rec + kl
-        grads = tape.gradient(loss, self.trainable_weights)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
-        return {"loss": loss}
-
-
-def _encoder_decoder(sampling):
-    x_in = keras.Input((D,))
-    h = mlp(x_in, HIDDEN)
-    outs = [keras.layers.Dense(LATENT)(h), keras.layers.Dense(LATENT)(h)]
-    if sampling:
-        outs.append(Sampling(seed=0)(outs))
-    z_in = keras.Input((LATENT,))
-    dec = keras.Model(z_in, keras.layers.Dense(D)(mlp(z_in, HIDDEN[::-1])))
-    return keras.Model(x_in, outs), dec
+ABLATIONS = (("skip guard",), ("skip guard", "counters"),
+             ("skip guard", "counters", "trackers"))
+# The pieces of VAEModel's train step the ablation overrides: if the core
+# renames one, the override would silently do nothing, so check they exist.
+HOOKS = ("_apply_update", "_count_nonfinite", "_update_metrics")
 
 
 class _Ablated(keras_vae.VAEModel):
-    """VAEModel with parts of its train step removed (profiling only): it
-    overrides the step's pieces, so the rest is the package's own step."""
+    """VAEModel with parts of its train step removed (profiling only)."""
 
     drop = ()
 
@@ -108,93 +72,78 @@ class _Ablated(keras_vae.VAEModel):
 
 
 def vae_model(drop=()):
-    x_in = keras.Input((D,))
-    q = keras_vae.KLRegularizer()(
-        keras_vae.GaussianEncoderHead(LATENT)(mlp(x_in, HIDDEN)))
-    z = keras_vae.ReparameterizedSample(seed=0)(q)
-    logits = keras.layers.Dense(D)(mlp(z, HIDDEN[::-1]))
-    if not drop:
-        model = keras_vae.VAEModel(x_in, logits)
-    else:
-        model = type("Ablated", (_Ablated,), {"drop": drop})(x_in, logits)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras_vae.losses.BernoulliNLL())
-    return model
+    cls = keras_vae.VAEModel
+    if drop:
+        cls = type("Ablated", (_Ablated,), {"drop": drop})
+    return baselines.compile_vae(baselines.mlp_vae(D, HIDDEN, LATENT, 0, cls))
 
 
-def contestants(profile):
+def contestants(ablations, keras_io=True):
     out = {
-        "lean": lambda: LeanVAE(*_encoder_decoder(False)),
-        "keras.io": lambda: PlainVAE(*_encoder_decoder(True)),
+        "lean": lambda: baselines.hand_written(D, HIDDEN, LATENT, 0, lean=True),
+        "keras.io": lambda: baselines.hand_written(D, HIDDEN, LATENT, 0),
         "VAEModel": vae_model,
     }
-    if profile:
-        out["VAEModel - skip guard"] = lambda: vae_model(("skip guard",))
-        out["VAEModel - skip guard, counters"] = lambda: vae_model(
-            ("skip guard", "counters"))
-        out["VAEModel - skip guard, counters, trackers"] = lambda: vae_model(
-            ("skip guard", "counters", "trackers"))
+    if not keras_io:
+        del out["keras.io"]
+    for drop in ablations:
+        out["VAEModel - " + ", ".join(drop)] = lambda d=drop: vae_model(d)
     return out
 
 
-def measure(batch, epochs, data, profile):
-    ds = (tf.data.Dataset.from_tensor_slices(data).cache()
-          .batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+def measure(batch, epochs, data, ablations, keras_io=True):
+    ds = harness.dataset(data, batch, cache=True, drop_remainder=True)
     models = {}
-    for name, make in contestants(profile).items():
+    for name, make in contestants(ablations, keras_io).items():
         keras.utils.set_random_seed(0)
-        model = make()
-        if not isinstance(model, keras_vae.VAEModel):
-            model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                          jit_compile=True)
-        model.fit(ds, epochs=1, verbose=0)  # trace + compile
-        models[name] = model
-    times = {name: [] for name in models}
-    for _ in range(epochs):
-        for name, model in models.items():
-            start = time.perf_counter()
-            model.fit(ds, epochs=1, verbose=0)
-            times[name].append(time.perf_counter() - start)
+        models[name] = make()
+    timings = harness.take_turns(
+        {name: (lambda m=m: m.fit(ds, epochs=1, verbose=0))
+         for name, m in models.items()},
+        rounds=epochs)
     n = (len(data) // batch) * batch
-    return {name: n / statistics.median(t) for name, t in times.items()}
+    return {name: n / t.median for name, t in timings.items()}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-sizes", type=int, nargs="+",
-                        default=[128, 1024])
-    parser.add_argument("--examples", type=int, default=8192)
-    parser.add_argument("--no-profile", action="store_true",
-                        help="skip the ablated VAEModel variants")
-    parser.add_argument("--quick", action="store_true",
-                        help="1 epoch, 1024 examples, batch 128 (smoke run)")
-    parser.add_argument("--output", default=None)
-    args = parser.parse_args(argv)
+    p = harness.parser(__doc__, "1 epoch, 1024 examples, batch 128, only "
+                       "the last ablation, no keras.io (its step runs in "
+                       "throughput.py's smoke run) (a smoke run)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 1024])
+    p.add_argument("--examples", type=int, default=8192)
+    p.add_argument("--no-profile", action="store_true",
+                   help="skip the ablated VAEModel variants")
+    args = p.parse_args(argv)
+    harness.positive(p, args, "epochs", "examples")
+    missing = [h for h in HOOKS if not hasattr(keras_vae.VAEModel, h)]
+    if missing:
+        raise SystemExit(f"VAEModel no longer has {missing}: update _Ablated")
+    ablations = () if args.no_profile else ABLATIONS
     if args.quick:
         args.epochs, args.examples, args.batch_sizes = 1, 1024, [128]
-    rng = np.random.default_rng(0)
-    data = (rng.random((args.examples, D)) < 0.3).astype("float32")
-    lines = [
-        f"Train-step speed, MLP 784-512-256-(z 32), Adam, XLA, "
-        f"{args.examples} examples, median of {args.epochs} alternating "
-        f"epochs; {cpu_model()}, {os.cpu_count()} cores, TF "
-        f"{tf.__version__}, Keras {keras.__version__}; load "
-        f"{os.getloadavg()[0]:.2f} at start",
-        "",
-        "| batch | step | examples/s | vs lean | vs keras.io |",
-        "| ---: | --- | ---: | ---: | ---: |",
-    ]
+        ablations = ablations[-1:]
+    report = harness.Report("Train step against the leanest hand-written one")
+    data = harness.synthetic_binary(args.examples)
+    report.add(
+        f"MLP 784-512-256-(z 32), Adam, XLA, {args.examples} synthetic "
+        f"binary examples, median of {args.epochs} alternating epochs", "")
+    rows = []
     for batch in args.batch_sizes:
-        rates = measure(batch, args.epochs, data, not args.no_profile)
+        rates = measure(batch, args.epochs, data, ablations,
+                        keras_io=not args.quick)
         for name, rate in rates.items():
-            lines.append(
-                f"| {batch} | {name} | {rate:,.0f} | "
-                f"{rate / rates['lean']:.2f}x | "
-                f"{rate / rates['keras.io']:.2f}x |")
-            print(lines[-1], flush=True)
-    emit(lines, args.output)
+            rows.append([batch, name, f"{rate:,.0f}"] + [
+                f"{rate / rates[base]:.2f}x" if base in rates else "—"
+                for base in ("lean", "keras.io")])
+            print(f"  batch {batch} {name}: {rate:,.0f} examples/s",
+                  flush=True)
+    report.add(*harness.table(
+        ["batch", "step", "examples/s", "vs lean", "vs keras.io"], rows,
+        "rlrrr"))
+    report.emit(args.output)
+    return rows
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main() and 0)
