@@ -1,44 +1,67 @@
-"""Smoke runs of this round's benchmarks (`--quick`), so they cannot rot.
+"""Smoke runs of every benchmark (`--quick`), so none can rot.
 
-Each runs as the README says (`python benchmarks/x.py`, from the
-benchmarks folder's imports) in a subprocess and must print its table.
+In-process, no subprocess: each script's `main(argv)` is imported from
+benchmarks/ (with that folder on `sys.path`, as `python benchmarks/x.py`
+runs it) and called with `--quick --output <file>`; the report it writes
+must hold its table. `test_every_script_has_a_quick_run` keeps the list
+complete.
 """
 
+import importlib
 import os
-import subprocess
-import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCHMARKS = os.path.join(ROOT, "benchmarks")
+HELPERS = {"harness", "baselines", "ppca_closed_form"}  # imported, not run
+
+# script: (extra arguments, lines its report must contain)
+SCRIPTS = {
+    "throughput": ([], [
+        "| VAEModel (XLA) | 128 |", "| VAEModel (no XLA) | 128 |",
+        "| plain Keras (XLA) | 128 |", "| plain Keras (no XLA) | 128 |",
+        "- VAEModel (XLA) / plain Keras (XLA) at batch 128:"]),
+    "step_parity": ([], [
+        "| 128 | lean |", "| 128 | VAEModel |",
+        "| 128 | VAEModel - skip guard, counters, trackers |"]),
+    "inference_speed": ([], [
+        "| encode |", "| decode |", "| reconstruct |", "| elbo |",
+        "| log_likelihood | 2,000 |"]),
+    "quality": (["--datasets", "digits"], [
+        "| VAEModel ELBO K=1 |",
+        "| plain Keras (keras.io) ELBO K=1 |"]),
+    "model_family": ([], [
+        "| standard normal |",
+        "| VampPrior (100 pseudo-inputs) |", "| IAF posterior |",
+        "| hierarchical |", "Flow vs diagonal posterior"]),
+    "head_study": ([], [
+        "| synthetic | softplus, init 1 |", "| synthetic | keras.io |"]),
+    "spatial_latent": ([], ["| flat | (32,) |", "| spatial | (4, 4, 2) |"]),
+    "ppca": ([], ["| PPCA ML, closed form (exact) |", "| full |"]),
+    "serving_latency": ([], [
+        "| serving_default | SavedModel | 16 |",
+        "| vae.log_likelihood(x, K=10) | in-memory | 16 |",
+        "All five signatures have the documented output names"]),
+}
 
 
-def _run(script, *args):
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", script), "--quick",
-         *args],
-        capture_output=True, text=True, timeout=900, cwd=ROOT,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return proc.stdout
+def test_every_script_has_a_quick_run():
+    scripts = {name[:-3] for name in os.listdir(BENCHMARKS)
+               if name.endswith(".py")} - HELPERS
+    assert scripts == set(SCRIPTS)
 
 
 @pytest.mark.slow
-def test_step_parity_quick():
-    out = _run("step_parity.py", "--no-profile")
-    for name in ("| 128 | lean |", "| 128 | keras.io |", "| 128 | VAEModel |"):
-        assert name in out, out[-2000:]
-
-
-@pytest.mark.slow
-def test_spatial_latent_quick():
-    out = _run("spatial_latent.py")
-    assert "| flat | (32,) |" in out and "| spatial | (4, 4, 2) |" in out
-
-
-@pytest.mark.slow
-def test_head_study_quick():
-    out = _run("head_study.py", "--datasets", "digits")
-    for head in ("softplus", "log_variance", "keras.io"):
-        assert f"| digits | {head} |" in out, out[-2000:]
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_quick_run_writes_its_report(script, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    main = importlib.import_module(script).main
+    args, expected = SCRIPTS[script]
+    report = tmp_path / "report.md"
+    main(["--quick", "--output", str(report), *args])
+    text = report.read_text()
+    assert text.startswith("# ") and "- cpu: " in text, text[:500]
+    missing = [line for line in expected if line not in text]
+    assert not missing, (missing, text[-3000:])
+    assert "- total run time: " in text
