@@ -32,6 +32,20 @@ def check_logits_shape(shape, who):
         )
 
 
+def logits_input(layer, inputs):
+    """The logits a one-hot layer's `call` received (one tensor, shape
+    checked), or a clear error naming the layer."""
+    params, context = layer.split_inputs(inputs)
+    who = type(layer).__name__
+    if context:
+        raise ValueError(
+            f"{who} takes one tensor, the logits. Received "
+            f"{len(params) + len(context)} tensors."
+        )
+    check_logits_shape(tuple(params[0].shape), who)  # also once built
+    return params[0]
+
+
 def fold_shape(logits):
     """(-1, N, C), static where known, for z of K * B rows."""
     dynamic = tf.shape(logits)

@@ -119,16 +119,10 @@ class CategoricalSample(LatentSample):
         return _one_hot.one_hot_argmax(tf.cast(params[0], tf.float32))
 
     def call(self, inputs, training=None):
-        params, context = self.split_inputs(inputs)
-        if context:
-            raise ValueError(
-                "CategoricalSample takes one tensor, the logits. Received "
-                f"{len(params) + len(context)} tensors."
-            )
-        _one_hot.check_logits_shape(tuple(params[0].shape), "CategoricalSample")
+        logits = _one_hot.logits_input(self, inputs)
         if training or self.inference == "sample":
-            return self.draw(params[0], 1)
-        return self.mode(params)
+            return self.draw(logits, 1)
+        return self.mode([logits])
 
     def compute_output_shape(self, input_shape):
         return _one_hot.first_shape(input_shape)

@@ -150,21 +150,12 @@ class GumbelSoftmaxSample(LatentSample):
         return _one_hot.one_hot_argmax(tf.cast(params[0], tf.float32))
 
     def call(self, inputs, training=None):
-        params, context = self.split_inputs(inputs)
-        if context:
-            raise ValueError(
-                "GumbelSoftmaxSample takes one tensor, the logits. Received "
-                f"{len(params) + len(context)} tensors."
-            )
-        logits = params[0]
-        _one_hot.check_logits_shape(  # also once built
-            tuple(logits.shape), "GumbelSoftmaxSample"
-        )
+        logits = _one_hot.logits_input(self, inputs)
         if training:
             return self.draw(logits, 1)
         if self.inference == "sample":
             return self.draw(logits, 1, hard=True)
-        return self.mode(params)
+        return self.mode([logits])
 
     def compute_output_shape(self, input_shape):
         return tuple(_one_hot.first_shape(input_shape))
