@@ -8,6 +8,8 @@ dci               codes, factors -> dict    disentanglement, completeness,
 sap               codes, factors -> float   SAP score (Kumar et al. 2018)
 factor_vae_score  representation_fn, sampler -> dict   (Kim & Mnih 2018)
 beta_vae_score    representation_fn, sampler -> dict   (Higgins et al. 2017)
+kl_decomposition  vae, x -> dict    index-code MI, total correlation,
+                                    dimension-wise KL (Chen et al. 2018)
 ```
 
 Each is computed as disentanglement_lib (Locatello et al. 2019) computes
@@ -25,6 +27,7 @@ keras_vae does not depend on: `pip install "keras_vae[disentanglement]"`
 from keras_vae.disentanglement.beta_vae import beta_vae_score
 from keras_vae.disentanglement.dci import dci
 from keras_vae.disentanglement.factor_vae import factor_vae_score
+from keras_vae.disentanglement.kl_decomposition import kl_decomposition
 from keras_vae.disentanglement.mig import mig
 from keras_vae.disentanglement.sap import sap
 
@@ -32,6 +35,7 @@ __all__ = [
     "beta_vae_score",
     "dci",
     "factor_vae_score",
+    "kl_decomposition",
     "mig",
     "sap",
 ]
