@@ -20,9 +20,3 @@ BUDGET = settings(
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
     print_blob=True,
 )
-# Cheap checks (argument validation) can afford more examples.
-BUDGET_CHEAP = settings(BUDGET, max_examples=2 * MAX_EXAMPLES)
-# Known failures (strict xfail): stop at the first counterexample, no shrink.
-BUDGET_XFAIL = settings(
-    BUDGET, max_examples=5, phases=[Phase.explicit, Phase.generate]
-)
