@@ -335,7 +335,11 @@ class VAEModel(VAEInference, keras.Model):
         config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
         if self.built:
-            self.optimizer.build(self.trainable_variables)
+            # The weights the model's optimizer updates (not those of an
+            # objective with its own optimizer), so its saved state loads.
+            variables = self.trainable_variables
+            _, _, weights = self._optimizer_groups(variables, variables)[0]
+            self.optimizer.build(weights)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
                      training=True):

@@ -175,6 +175,10 @@ def test_discriminator_trains_under_xla_and_saves_with_the_model(tmp_path):
     np.testing.assert_array_equal(loaded.objective_layer(z), d(z))
     for a, b in zip(loaded.get_weights(), vae.get_weights()):
         np.testing.assert_array_equal(a, b)
+    # The VAE's optimizer state loads too (it never holds D's weights).
+    assert len(loaded.optimizer.variables) == len(vae.optimizer.variables)
+    for a, b in zip(loaded.optimizer.variables, vae.optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_config_round_trip():
