@@ -103,6 +103,9 @@ class VAEModel(VAEInference, keras.Model):
             level.kl.adds_loss = False
         self._attach_encoder_priors()
         self.objective = objectives.ELBO()
+        # Holds the objective's own layer (Objective.build); a tracked list,
+        # so that a new compile can untrack the last objective's layer.
+        self.objective_layers = []
         self.missing_values = None
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.elbo_tracker = keras.metrics.Mean(name="elbo")
@@ -303,12 +306,17 @@ class VAEModel(VAEInference, keras.Model):
             optimizer=optimizer, loss=loss, jit_compile=jit_compile, **kwargs
         )
 
+    @property
+    def objective_layer(self):
+        """The layer of the compiled objective's own weights (a learned
+        baseline, a discriminator; see `Objective.build`), or None. It
+        trains, saves and loads with the model and is never exported."""
+        return self.objective_layers[0] if self.objective_layers else None
+
     def _track_objective_layer(self, layer):
-        """Tracks the layer of the objective's own weights (see
-        `Objective.build`) as `objective_layer`, replacing an earlier
-        objective's."""
-        if getattr(self, "objective_layer", None) is not None:
-            del self.objective_layer
+        """Tracks `layer` (from `Objective.build`) in place of an earlier
+        objective's, whose weights leave the model."""
+        self.objective_layers.clear()
         if layer is not None:
             if not isinstance(layer, keras.layers.Layer):
                 raise TypeError(
@@ -316,7 +324,7 @@ class VAEModel(VAEInference, keras.Model):
                     "return a keras.layers.Layer or None. Received: "
                     f"{layer!r}"
                 )
-            self.objective_layer = layer
+            self.objective_layers.append(layer)
 
     def _replicas(self):
         return self.distribute_strategy.num_replicas_in_sync
@@ -481,7 +489,7 @@ class VAEModel(VAEInference, keras.Model):
         to the objective's optimizer when it has one (`Objective.optimizer`),
         the rest to the model's."""
         own = self.objective.optimizer()
-        layer = getattr(self, "objective_layer", None)
+        layer = self.objective_layer
         if own is None or layer is None:
             return [(self.optimizer, list(grads), list(weights))]
         owned = {id(w) for w in layer.trainable_weights}

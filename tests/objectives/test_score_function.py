@@ -155,11 +155,20 @@ def test_running_statistics_update_only_in_training():
 
 
 def test_plain_reinforce_and_gaussian_models_carry_no_baseline():
-    assert _compiled(ELBO(baseline="none")).__dict__.get(
-        "objective_layer") is None
+    assert _compiled(ELBO(baseline="none")).objective_layer is None
     vae = ec.gaussian_vae()
     vae.compile(loss=BernoulliNLL(), objective=ELBO())
-    assert getattr(vae, "objective_layer", None) is None
+    assert vae.objective_layer is None
+
+
+def test_a_new_compile_replaces_the_baseline_weights():
+    vae = ec.categorical_vae()
+    counts = []
+    for objective in (ELBO(), ELBO(), ELBO(baseline="none")):
+        vae.compile(loss=BernoulliNLL(), objective=objective)
+        counts.append(len([w for w in vae.trainable_weights
+                           if "baseline" in w.path]))
+    assert counts == [4, 4, 0]
 
 
 def test_bad_arguments_name_themselves():
