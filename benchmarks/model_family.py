@@ -48,14 +48,11 @@ HIDDEN, LATENT = CFG["hidden"], CFG["latent"]
 COMPONENTS, PSEUDO_INPUTS, PSEUDO_MARGIN = 10, 100, 0.1
 IAF_FLOWS, IAF_HIDDEN = 2, (64,)
 TOP_LATENT, TOP_HIDDEN = 4, 64         # z2 and p(z1 | z2) of the hierarchy
-SEEDS = (0, 1, 2)
-KL_PASSES = 10
-ACTIVE_THRESHOLD = 0.01                # Burda et al. 2015
+SEEDS, KL_PASSES, ACTIVE_THRESHOLD = (0, 1, 2), 10, 0.01  # Burda et al.
 QUICK = {"epochs": 1, "train_examples": 500, "test_examples": 50,
          "eval_samples": 10, "elbo_samples": 5, "kl_passes": 1}
 REFERENCE, FLOW = "standard normal", "IAF posterior"
-MIXTURE = f"mixture prior ({COMPONENTS} comp.)"   # --quick: the VampPrior's
-# code path with another prior object, left out
+MIXTURE = f"mixture prior ({COMPONENTS} comp.)"  # not in --quick: VampPrior's
 
 
 def head(h, latent, prior=None, name=None):

@@ -106,7 +106,8 @@ def plain_evaluate(model, x, num_samples, elbo_samples=ELBO_SAMPLES,
     `elbo_samples` of them."""
     k = min(elbo_samples, num_samples)
     fn = baselines.bernoulli_is_fn(baselines.hand_written_encode(model),
-                                   model.decoder, k)
+                                   model.decoder, k,
+                                   model.decoder.inputs[0].shape[-1])
     return baselines.importance_sampled(fn, k, x, num_samples, seed, IS_ROWS)
 
 
