@@ -31,8 +31,10 @@ import tensorflow as tf
 from keras_vae import _validation as v
 from keras_vae import objectives
 from keras_vae.models import missing as missing_lib
-from keras_vae.models.inference import IMPUTE_SAMPLES_PER_CHUNK
-from keras_vae.models.trace import unfold
+from keras_vae.models.inference import (
+    IMPUTE_SAMPLES_PER_CHUNK,
+    imputation_terms,
+)
 from keras_vae.random import derive_seed
 
 # Importance samples per decoder call in the `log_likelihood` signature: the
@@ -183,9 +185,7 @@ def export_serving(model, path, log_likelihood_samples=100,
         def chunk(k, index):
             trace = model.trace(x, y, num_samples=k,
                                 seed=derive_seed(seed, index))
-            means = unfold(likelihood.mean(trace.decoder_params), k,
-                           tf.shape(trace.log_px_z)[1])
-            return trace.log_weights(), means
+            return imputation_terms(trace, likelihood)
 
         filled = objectives.chunked_weighted_mean(
             chunk, k_ll, IMPUTE_SAMPLES_PER_CHUNK

@@ -22,14 +22,10 @@ import tensorflow as tf
 
 
 class GradientTap:
-    """Identity on z; its gradient is multiplied by `scale` once set.
+    """Identity on z (K·B rows, sample-major); its gradient is multiplied
+    by `scale` once set."""
 
-    Args:
-        num_samples: K (z has K·B rows, sample-major).
-    """
-
-    def __init__(self, num_samples):
-        self.num_samples = num_samples
+    def __init__(self):
         self._scale = None
 
     def scale_gradient(self, scale):

@@ -12,7 +12,7 @@ from keras_vae import _validation as v
 from keras_vae import objectives
 from keras_vae.models import missing as missing_lib
 from keras_vae.models import refine as refine_lib
-from keras_vae.models.trace import MODE, PRIOR, unfold
+from keras_vae.models.trace import MODE, PRIOR
 from keras_vae.random import derive_seed, uniform
 
 # Decoder rows (K samples x examples) per call in `log_likelihood` / `elbo`.
@@ -450,16 +450,12 @@ class VAEInference:
         num_samples = v.check_positive_int("num_samples", num_samples)
         batch_size = v.check_positive_int("batch_size", batch_size)
         y = np.asarray(self.default_target(x) if y is None else y)
-        mean = self.likelihood.mean
         refine = _refine_args(refine_steps, refine_learning_rate,
                               refine_samples)
         if num_imputations is None:
-            def values(t, _):
-                return t.log_weights(), unfold(
-                    mean(t.decoder_params), t.num_samples,
-                    tf.shape(t.log_px_z)[1])
             filled = self._chunked(
-                "impute", x, y, num_samples, batch_size, seed, values,
+                "impute", x, y, num_samples, batch_size, seed,
+                lambda t, _: imputation_terms(t, self.likelihood),
                 objectives.chunked_weighted_mean, verbose, refine,
                 k_chunk=IMPUTE_SAMPLES_PER_CHUNK,
             )
@@ -488,8 +484,8 @@ class VAEInference:
             log_w = t.log_weights()
             g = -tf.math.log(-tf.math.log(uniform(
                 tf.shape(log_w), seed=derive_seed(chunk_seed, -3))))
-            return log_w + g, unfold(tf.cast(t.decoder_params, tf.float32),
-                                     t.num_samples, tf.shape(log_w)[1])
+            return log_w + g, t.per_sample(
+                tf.cast(t.decoder_params, tf.float32))
 
         params = self._chunked(
             "impute_draw", x, y, num_samples, batch_size, seed, values,
@@ -514,6 +510,15 @@ class VAEInference:
             self, path, log_likelihood_samples=log_likelihood_samples,
             target_shape=target_shape,
         )
+
+
+def imputation_terms(trace, likelihood):
+    """`(log w, E[x | z])`, each `(K, B, ...)`, of a trace: what the
+    self-normalised estimate of E[x_mis | x_obs] weighs
+    (`objectives.chunked_weighted_mean`); `VAEModel.impute` and the
+    exported `impute` signature share it."""
+    return trace.log_weights(), trace.per_sample(
+        likelihood.mean(trace.decoder_params))
 
 
 def _refine_args(steps, learning_rate, samples):

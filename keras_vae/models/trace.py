@@ -34,6 +34,7 @@ import tensorflow as tf
 from keras_vae import objectives
 from keras_vae.models import missing as missing_lib
 from keras_vae.models.gradient_tap import GradientTap
+from keras_vae.objectives.kl import kl_divergence_and_kind
 from keras_vae.models.graph import call_as_list
 from keras_vae.random import derive_seed
 
@@ -143,12 +144,16 @@ class Trace:
         """The K-sample ELBO estimate per example (B,), β = 1."""
         return objectives.elbo(self.log_px_z, self.kl)
 
+    def per_sample(self, rows):
+        """`(K·B, ...)` sample-major rows of this trace (a z, the decoder
+        params or a function of them) as `(K, B, ...)` ("sample" mode)."""
+        batch = tf.shape(self.log_px_z if self.log_px_z is not None
+                         else self.levels[0].log_q)[1]
+        return unfold(rows, self.num_samples, batch)
+
     def unfolded_z(self, index):
         """Level `index`'s z as `(K, B, *event)` ("sample" mode)."""
-        z = self.levels[index].z
-        batch = tf.shape(self.log_px_z if self.log_px_z is not None
-                         else self.levels[index].log_q)[1]
-        return unfold(z, self.num_samples, batch)
+        return self.per_sample(self.levels[index].z)
 
     def log_weights(self, weighted=False):
         """Importance log weights, (K, B).
@@ -264,7 +269,7 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
         )
         tap = None
         if gradient_taps:
-            tap = GradientTap(k)
+            tap = GradientTap()
             z = tap(z)
         zs.append(z)
         q = level.sampler.posterior(list(params))
@@ -276,8 +281,7 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
         z_eval = z if rows_k else unfold(z, k, batch)
         if log_q is not None and not rows_k:
             log_q = tf.reshape(log_q, (k, batch))
-        analytic = log_q is None and objectives.has_analytic_kl(q, p)
-        kl = objectives.kl_divergence(q, p, z_eval, log_q)
+        kl, analytic = kl_divergence_and_kind(q, p, z_eval, log_q)
         if log_q is None:
             log_q = q.log_prob(z_eval)
         lp = p.log_prob(z_eval)

@@ -345,9 +345,9 @@ class VAEModel(VAEInference, keras.Model):
         if self.built:
             # The weights the model's optimizer updates (not those of an
             # objective with its own optimizer), so its saved state loads.
-            variables = self.trainable_variables
-            _, _, weights = self._optimizer_groups(variables, variables)[0]
-            self.optimizer.build(weights)
+            owned = self._objective_owned()
+            self.optimizer.build([w for w in self.trainable_variables
+                                  if id(w) not in owned])
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
                      training=True):
@@ -484,20 +484,28 @@ class VAEModel(VAEInference, keras.Model):
         self._count_nonfinite(loss, values)
         return self._update_metrics(loss, values, self._batch_size(data))
 
+    def _objective_owned(self):
+        """ids of the weights the objective's own optimizer trains
+        (`Objective.optimizer`); empty when the model's optimizer trains
+        every weight."""
+        layer = self.objective_layer
+        if self.objective.optimizer() is None or layer is None:
+            return set()
+        return {id(w) for w in layer.trainable_weights}
+
     def _optimizer_groups(self, grads, weights):
         """`[(optimizer, grads, weights)]`: the objective's own weights go
-        to the objective's optimizer when it has one (`Objective.optimizer`),
-        the rest to the model's."""
-        own = self.objective.optimizer()
-        layer = self.objective_layer
-        if own is None or layer is None:
+        to the objective's optimizer when it has one, the rest to the
+        model's."""
+        owned = self._objective_owned()
+        if not owned:
             return [(self.optimizer, list(grads), list(weights))]
-        owned = {id(w) for w in layer.trainable_weights}
         split = {True: ([], []), False: ([], [])}
         for g, w in zip(grads, weights):
             split[id(w) in owned][0].append(g)
             split[id(w) in owned][1].append(w)
-        return [(self.optimizer, *split[False]), (own, *split[True])]
+        return [(self.optimizer, *split[False]),
+                (self.objective.optimizer(), *split[True])]
 
     def _apply_update(self, grads, weights, loss):
         """The optimizer step, skipped (on one replica) when `loss` is not

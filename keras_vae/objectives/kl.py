@@ -31,7 +31,14 @@ def has_analytic_kl(q, p):
 
 
 def kl_divergence(q, p, z=None, log_q=None):
-    """Per-example KL(q || p), shape = q.batch_shape, float32.
+    """Per-example KL(q || p); `kl_divergence_and_kind`'s first value."""
+    return kl_divergence_and_kind(q, p, z, log_q)[0]
+
+
+def kl_divergence_and_kind(q, p, z=None, log_q=None):
+    """`(kl, analytic)`: per-example KL(q || p), shape = q.batch_shape,
+    float32, and whether it is TFP's closed form (its gradient then needs
+    no look at z).
 
     Args:
         q: posterior, batch (B,), event (L,).
@@ -49,7 +56,7 @@ def kl_divergence(q, p, z=None, log_q=None):
     if log_q is None:
         kl = analytic_kl(q, p)
         if kl is not None:
-            return kl
+            return kl, True
     if callable(z):
         z = z()
     if z is None:
@@ -61,7 +68,7 @@ def kl_divergence(q, p, z=None, log_q=None):
     extra = len(log_ratio.shape) - len(q.batch_shape)
     if extra > 0:
         log_ratio = tf.reduce_mean(log_ratio, axis=list(range(extra)))
-    return log_ratio
+    return log_ratio, False
 
 
 def kl_per_dimension(q, p):
