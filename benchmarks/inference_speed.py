@@ -19,9 +19,9 @@ and, as `throughput.py` measured before, `log_likelihood` with K = 1000 on
 side calls the model's own sub-models (`vae.encoder`, `vae.decoder`, the
 same weights) through `tf.function(jit_compile=True)` on chunks of rows
 and turns each output into NumPy, as VAEModel's methods do. VAEModel runs
-with its defaults (`batch_size` 4096 for encode / decode / reconstruct, 100
-for elbo / log_likelihood) and with `batch_size` = the hand-written rows per
-call.
+with its defaults (`batch_size` 4096 for encode / decode / reconstruct; for
+elbo / log_likelihood about 8,192 rows of K samples per call, 100 to 4,096
+examples) and with `batch_size` = the hand-written rows per call.
 
 Timing: each contestant is first called on its default batch size or one
 chunk of rows (tracing and XLA compilation of the shapes the full call
@@ -45,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 
 import baselines
+from keras_vae.models.inference import examples_per_chunk
 
 DIM, HIDDEN, LATENT = 784, (512, 256), 32
 SEED, GOAL = 1, 0.67
@@ -70,9 +71,11 @@ def by_hand(fn, x, rows):
     return tf.nest.map_structure(lambda *p: np.concatenate(p), *outs)
 
 
-def default_batch_size(vae, method):
-    return inspect.signature(getattr(vae, method)).parameters[
+def default_batch_size(vae, method, k):
+    """The examples per call of `method` at its default `batch_size`."""
+    b = inspect.signature(getattr(vae, method)).parameters[
         "batch_size"].default
+    return examples_per_chunk(b, k) if b is None else b
 
 
 def cases(vae, x, z, args):
@@ -128,7 +131,7 @@ def measure(vae, x, z, args):
                  "batch_size": lambda a: ours(a, batch_size=per_call,
                                               **kwargs),
                  "hand": hand}
-        warm = data[:max(per_call, default_batch_size(vae, method))]
+        warm = data[:max(per_call, default_batch_size(vae, method, k))]
         out = {}
         timings = harness.take_turns(
             {key: (lambda f=f, key=key: out.__setitem__(key, f(data)))
@@ -137,7 +140,7 @@ def measure(vae, x, z, args):
             first={key: (lambda f=f: f(warm)) for key, f in calls.items()})
         t = {key: timing.median for key, timing in timings.items()}
         c = {key: timing.median_cpu for key, timing in timings.items()}
-        b = default_batch_size(vae, method)
+        b = default_batch_size(vae, method, k)
         rows.append([
             method, f"{len(data):,}", k,
             f"{t['default']:.2f} / {c['default']:.2f} ({b:,})",

@@ -96,7 +96,7 @@ def reconstruction_error(model, x, y=None, batch_size=256):
     return np.mean(diff.reshape(len(diff), -1) ** 2, axis=1)
 
 
-def elbo_gap(model, x, num_samples=1000, elbo_samples=100, batch_size=100,
+def elbo_gap(model, x, num_samples=1000, elbo_samples=100, batch_size=None,
              y=None):
     """Per-example log p(x) - ELBO(x), both estimated, in nats.
 
@@ -110,7 +110,7 @@ def elbo_gap(model, x, num_samples=1000, elbo_samples=100, batch_size=100,
 
 
 def amortization_gap(model, x, refine_steps=200, num_samples=1000,
-                     elbo_samples=100, batch_size=100, y=None, seed=0,
+                     elbo_samples=100, batch_size=None, y=None, seed=0,
                      refine_learning_rate=0.05, refine_samples=4):
     """log p(x) - ELBO split into the approximation and amortization gaps.
 

@@ -17,6 +17,8 @@ from keras_vae.random import derive_seed, uniform
 
 # Decoder rows (K samples x examples) per call in `log_likelihood` / `elbo`.
 _ROWS_PER_CHUNK = 8192
+# Most examples per chunk when `batch_size=None` (as `encode`'s default).
+_MAX_EXAMPLES_PER_CHUNK = 4096
 # Importance samples per decoder call in `impute` (and the exported
 # `impute` signature, so that both draw the same samples for one seed).
 IMPUTE_SAMPLES_PER_CHUNK = 16
@@ -333,7 +335,7 @@ class VAEInference:
                 bar.add(1)
         return np.concatenate(results)
 
-    def log_likelihood(self, x, num_samples=1000, batch_size=100, y=None,
+    def log_likelihood(self, x, num_samples=1000, batch_size=None, y=None,
                        seed=None, verbose=0, refine_steps=0,
                        refine_learning_rate=0.05, refine_samples=4):
         """Per-example importance-sampled estimate of log p(x), in nats.
@@ -349,7 +351,10 @@ class VAEInference:
         Args:
             x: model inputs (an array, or a list for several inputs).
             num_samples: K, importance samples per example.
-            batch_size: examples per chunk.
+            batch_size: examples per chunk, or None (default): as many as
+                make about 8,192 decoder rows with the K samples, at least
+                100 and at most 4,096 (4,096 for the ELBO's K = 1, 100 for
+                K >= 82), so small K runs in large XLA calls.
             y: targets, when they are not the input (a conditional VAE
                 with inputs `[x, label]` passes `y=x`).
             seed: int for a reproducible estimate (the same seed and
@@ -373,7 +378,7 @@ class VAEInference:
             NumPy array of shape (N,).
         """
         num_samples = v.check_positive_int("num_samples", num_samples)
-        batch_size = v.check_positive_int("batch_size", batch_size)
+        batch_size = examples_per_chunk(batch_size, num_samples)
         y = self.default_target(x) if y is None else y
         return self._chunked(
             "log_likelihood", x, y, num_samples, batch_size, seed,
@@ -382,7 +387,7 @@ class VAEInference:
                                   refine_samples),
         )
 
-    def elbo(self, x, num_samples=1, batch_size=100, y=None, seed=None,
+    def elbo(self, x, num_samples=1, batch_size=None, y=None, seed=None,
              verbose=0, refine_steps=0, refine_learning_rate=0.05,
              refine_samples=4):
         """Per-example ELBO estimate with K samples (NumPy, shape (N,)).
@@ -397,7 +402,7 @@ class VAEInference:
         inference), which the model's weights never see.
         """
         num_samples = v.check_positive_int("num_samples", num_samples)
-        batch_size = v.check_positive_int("batch_size", batch_size)
+        batch_size = examples_per_chunk(batch_size, num_samples)
         y = self.default_target(x) if y is None else y
         return self._chunked(
             "elbo", x, y, num_samples, batch_size, seed,
@@ -510,6 +515,15 @@ class VAEInference:
             self, path, log_likelihood_samples=log_likelihood_samples,
             target_shape=target_shape,
         )
+
+
+def examples_per_chunk(batch_size, num_samples):
+    """`batch_size`, checked; None: about `_ROWS_PER_CHUNK` decoder rows
+    per call, between 100 and `_MAX_EXAMPLES_PER_CHUNK` examples."""
+    if batch_size is None:
+        return max(100, min(_MAX_EXAMPLES_PER_CHUNK,
+                            _ROWS_PER_CHUNK // num_samples))
+    return v.check_positive_int("batch_size", batch_size)
 
 
 def imputation_terms(trace, likelihood):
