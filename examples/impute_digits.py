@@ -113,23 +113,22 @@ def rmse(filled, truth, missing):
     return float(np.sqrt(np.mean(diff**2)))
 
 
-def baselines(train_incomplete, test_incomplete):
-    """What a user would pick instead, fit on the incomplete training set."""
+def fit_baselines(train_incomplete):
+    """What a user would pick instead, fit once on the incomplete training
+    set: {name: fitted scikit-learn imputer}."""
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401
     from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 
-    out = {}
-    for name, imputer in (
-        ("column mean", SimpleImputer(strategy="mean",
-                                      keep_empty_features=True)),
-        ("KNNImputer (k=5)", KNNImputer(n_neighbors=5,
-                                        keep_empty_features=True)),
-        ("IterativeImputer", IterativeImputer(max_iter=10, random_state=0,
-                                              keep_empty_features=True)),
-    ):
-        imputer.fit(train_incomplete)
-        out[name] = np.clip(imputer.transform(test_incomplete), 0.0, 1.0)
-    return out
+    return {
+        name: imputer.fit(train_incomplete) for name, imputer in (
+            ("column mean", SimpleImputer(strategy="mean",
+                                          keep_empty_features=True)),
+            ("KNNImputer (k=5)", KNNImputer(n_neighbors=5,
+                                            keep_empty_features=True)),
+            ("IterativeImputer", IterativeImputer(
+                max_iter=10, random_state=0, keep_empty_features=True)),
+        )
+    }
 
 
 def save_pictures(pattern, incomplete, filled, truth, out):
@@ -172,14 +171,16 @@ def main(argv=None):
     print(f"Trained MIWAE (K=5) for {epochs} epochs (early stopping on the "
           f"held-out bound) in {time.time() - start:.0f} s")
 
+    imputers = fit_baselines(train_incomplete)
     results = {}
     k = args.num_samples
     patterns = PATTERNS[1::2] if args.quick else PATTERNS
     for pattern in patterns:
         missing = mask_pattern(pattern, x_test.shape, rng)
         incomplete = np.where(missing, np.nan, x_test).astype("float32")
-        row = {name: rmse(filled, x_test, missing) for name, filled in
-               baselines(train_incomplete, incomplete).items()}
+        row = {name: rmse(np.clip(imputer.transform(incomplete), 0.0, 1.0),
+                          x_test, missing)
+               for name, imputer in imputers.items()}
         filled = vae.impute(incomplete, num_samples=k, seed=args.seed)
         row["VAE impute"] = rmse(filled, x_test, missing)
         refined = vae.impute(incomplete, num_samples=k, seed=args.seed,
