@@ -559,7 +559,32 @@ class VAEModel(VAEInference, keras.Model):
                 [a for d in data if d is not None
                  for a in tf.nest.flatten(d)], "fit",
             )
+        self._build_optimizers()
         return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def _build_optimizers(self):
+        """Creates the optimizers' state before the train step is traced.
+
+        Keras builds an optimizer inside the first trace of the train
+        function when no distribution strategy is set, and a `tf.function`
+        that creates variables is traced twice; building first halves the
+        tracing of the first `fit` (the seconds before its first step).
+        Needs the weights: a model whose layers are not all built yet (or
+        an objective layer that builds on its first call) is left as Keras
+        would."""
+        if not self.built or not all(
+                layer.built for layer in self._flatten_layers()):
+            return
+        owned = self._objective_owned()
+        groups = [(self.optimizer, [w for w in self.trainable_variables
+                                    if id(w) not in owned])]
+        if owned:
+            groups.append((self.objective.optimizer(), [
+                w for w in self.trainable_variables if id(w) in owned]))
+        with self.distribute_strategy.scope():
+            for optimizer, weights in groups:
+                if optimizer is not None and not optimizer.built:
+                    optimizer.build(weights)
 
     def test_step(self, data):
         loss, values = self.compute_objective(data, training=False)
