@@ -562,6 +562,12 @@ class VAEModel(VAEInference, keras.Model):
         self._build_optimizers()
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
+    def train_on_batch(self, *args, **kwargs):
+        """`keras.Model.train_on_batch`; the optimizers are built before
+        the step is first traced, as in `fit`."""
+        self._build_optimizers()
+        return super().train_on_batch(*args, **kwargs)
+
     def _build_optimizers(self):
         """Creates the optimizers' state before the train step is traced.
 
