@@ -218,6 +218,12 @@ class Timing:
     def median_cpu(self):
         return statistics.median(self.cpus)
 
+    @property
+    def best(self):
+        """The fastest timed call: the cost of the work itself when the
+        machine's state, not the work, makes calls slow at times."""
+        return min(self.walls)
+
 
 def timed(fn):
     """(fn(), wall seconds)."""
