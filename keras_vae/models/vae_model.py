@@ -578,19 +578,16 @@ class VAEModel(VAEInference, keras.Model):
         Needs the weights: a model whose layers are not all built yet (or
         an objective layer that builds on its first call) is left as Keras
         would."""
-        if not self.built or not all(
-                layer.built for layer in self._flatten_layers()):
+        layers = list(self.layers) + [
+            l for l in [self.objective_layer] if l is not None]
+        if not self.built or not all(layer.built for layer in layers):
             return
-        owned = self._objective_owned()
-        groups = [(self.optimizer, [w for w in self.trainable_variables
-                                    if id(w) not in owned])]
-        if owned:
-            groups.append((self.objective.optimizer(), [
-                w for w in self.trainable_variables if id(w) in owned]))
+        weights = self.trainable_variables
         with self.distribute_strategy.scope():
-            for optimizer, weights in groups:
+            for optimizer, _, group in self._optimizer_groups(
+                    [None] * len(weights), weights):
                 if optimizer is not None and not optimizer.built:
-                    optimizer.build(weights)
+                    optimizer.build(group)
 
     def test_step(self, data):
         loss, values = self.compute_objective(data, training=False)
