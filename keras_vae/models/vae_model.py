@@ -342,12 +342,10 @@ class VAEModel(VAEInference, keras.Model):
         # As keras.Model does, through our compile (objective included).
         config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
-        if self.built:
-            # The weights the model's optimizer updates (not those of an
-            # objective with its own optimizer), so its saved state loads.
-            owned = self._objective_owned()
-            self.optimizer.build([w for w in self.trainable_variables
-                                  if id(w) not in owned])
+        # Each optimizer built with the weights it updates (an objective's
+        # own weights, e.g. FactorVAE's discriminator, go to its own), so
+        # the model optimizer's saved state loads.
+        self._build_optimizers()
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
                      training=True):
