@@ -163,8 +163,8 @@ def mlp_vae(dim, hidden, latent, seed, cls=keras_vae.VAEModel, name=None,
 
 
 def compile_vae(vae, **kwargs):
-    vae.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE),
-                loss=keras_vae.losses.BernoulliNLL(), **kwargs)
+    kwargs.setdefault("optimizer", keras.optimizers.Adam(LEARNING_RATE))
+    vae.compile(loss=keras_vae.losses.BernoulliNLL(), **kwargs)
     return vae
 
 

@@ -8,7 +8,11 @@ from keras_vae import objectives
 from keras_vae.models import graph as graph_lib
 from keras_vae.models import missing as missing_lib
 from keras_vae.models import trace as trace_lib
-from keras_vae.models._nonfinite import NonFiniteGuard, make_counters
+from keras_vae.models._nonfinite import (
+    NonFiniteGuard,
+    apply_unless_not_finite,
+    make_counters,
+)
 from keras_vae.models.inference import VAEInference
 
 
@@ -507,25 +511,14 @@ class VAEModel(VAEInference, keras.Model):
 
     def _apply_update(self, grads, weights, loss):
         """The optimizer step, skipped (on one replica) when `loss` is not
-        finite (see models/_nonfinite.py): the update is applied, then the
-        old values are kept where the loss was not finite. A select per
-        variable fuses into the update under XLA; a `tf.cond` around
-        `apply_gradients` made XLA on CPU run a conv VAE's step 10-20x
-        slower (benchmarks/README.md)."""
+        finite: the weights and the optimizers' state keep their values
+        (models/_nonfinite.py says how, without a `tf.cond`)."""
         groups = self._optimizer_groups(grads, weights)
         if self._replicas() != 1:
             for optimizer, g, w in groups:
                 optimizer.apply_gradients(zip(g, w))
             return
-        finite = tf.math.is_finite(loss)
-        state = list(weights)
-        for optimizer, _, _ in groups:
-            state += list(optimizer.variables)
-        before = [tf.identity(v) for v in state]
-        for optimizer, g, w in groups:
-            optimizer.apply_gradients(zip(g, w))
-        for var, old in zip(state, before):
-            var.assign(tf.where(finite, var, old))
+        apply_unless_not_finite(groups, tf.math.is_finite(loss))
 
     def _count_nonfinite(self, loss, values):
         """Counts the step in the non-finite counters of its terms."""

@@ -48,3 +48,40 @@ def test_terminate_on_nan_stops_at_the_batch():
                 callbacks=[keras.callbacks.TerminateOnNaN()])
     assert int(vae.optimizer.iterations) == 0
     assert all(np.isfinite(w).all() for w in vae.get_weights())
+
+
+class PlainSGD(keras.optimizers.SGD):
+    """A subclass: its writes are not known to go through `assign`, so the
+    step is kept by copying and selecting back (the fallback path)."""
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda: keras.optimizers.Adam(1e-2),  # masked writes
+    lambda: keras.optimizers.SGD(1e-2, momentum=0.9),  # masked writes
+    lambda: keras.optimizers.AdamW(1e-2, weight_decay=0.1),  # copy + select
+    lambda: PlainSGD(1e-2, momentum=0.9),  # copy + select
+], ids=["Adam", "SGD-momentum", "AdamW", "SGD-subclass"])
+def test_a_non_finite_step_changes_no_weight_and_no_optimizer_state(
+        optimizer):
+    x = binary_data(128)
+    bad = x[:64].copy()
+    bad[5, 1] = np.nan
+    vae = mlp_vae()
+    vae.compile(optimizer=optimizer(), loss=BernoulliNLL())
+    vae.fit(x, batch_size=64, epochs=1, verbose=0)
+    weights = [w.numpy() for w in vae.weights]
+    slots = [v.numpy() for v in vae.optimizer.variables]
+    assert int(vae.optimizer.iterations) == 2
+    data = tf.data.Dataset.from_tensor_slices((x[:64], bad)).batch(64)
+    with pytest.raises(FloatingPointError, match="reconstruction term"):
+        vae.fit(data, epochs=1, verbose=0)
+    # Bit for bit: not even -0.0 for 0.0 or a rounding.
+    for before, after in zip(weights + slots,
+                             [w.numpy() for w in vae.weights]
+                             + [v.numpy() for v in vae.optimizer.variables]):
+        np.testing.assert_array_equal(np.atleast_1d(after).view(np.uint8),
+                                      np.atleast_1d(before).view(np.uint8))
+    # And the next finite step trains again.
+    vae.fit(x, batch_size=64, epochs=1, verbose=0)
+    assert int(vae.optimizer.iterations) == 4
+    assert not np.array_equal(vae.weights[0].numpy(), weights[0])
