@@ -136,13 +136,18 @@ def _masked_writes(optimizer, finite):
                                     delta.dense_shape)
         return keep(delta, tf.zeros_like(delta))
 
+    def tensor(value):  # sparse gradients' updates stay sparse
+        if isinstance(value, tf.IndexedSlices):
+            return value
+        return tf.convert_to_tensor(value)
+
     masked = {
         "assign": lambda v, value: cls.assign(
-            optimizer, v, keep(tf.convert_to_tensor(value), v)),
+            optimizer, v, keep(tensor(value), v)),
         "assign_add": lambda v, value: cls.assign_add(
-            optimizer, v, zero(tf.convert_to_tensor(value))),
+            optimizer, v, zero(tensor(value))),
         "assign_sub": lambda v, value: cls.assign_sub(
-            optimizer, v, zero(tf.convert_to_tensor(value))),
+            optimizer, v, zero(tensor(value))),
     }
     for name, fn in masked.items():
         object.__setattr__(optimizer, name, fn)

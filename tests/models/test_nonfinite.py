@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_vae
 from keras_vae.losses import BernoulliNLL
 from tests.models.conftest import binary_data, mlp_vae
 
@@ -85,3 +86,45 @@ def test_a_non_finite_step_changes_no_weight_and_no_optimizer_state(
     vae.fit(x, batch_size=64, epochs=1, verbose=0)
     assert int(vae.optimizer.iterations) == 4
     assert not np.array_equal(vae.weights[0].numpy(), weights[0])
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda: keras.optimizers.SGD(1e-2),
+    lambda: keras.optimizers.Adam(1e-2),
+], ids=["SGD", "Adam"])
+def test_sparse_embedding_gradients_are_masked_too(optimizer):
+    """An Embedding's gradient is a tf.IndexedSlices: the masked writes keep
+    it sparse (scatter updates) and still change nothing on a NaN step."""
+    x = binary_data(128)
+    label = (np.arange(128) % 4).astype("int32")[:, None]
+    x_in, y_in = keras.Input((32,), name="x"), keras.Input((1,), name="label")
+    q = keras_vae.KLRegularizer()(keras_vae.GaussianEncoderHead(2)(
+        keras.layers.Dense(16, activation="relu")(x_in)))
+    z = keras_vae.ReparameterizedSample(seed=0)(q)
+    embedding = keras.layers.Embedding(4, 3)
+    h = keras.layers.Concatenate()(
+        [z, keras.layers.Flatten()(embedding(y_in))])
+    vae = keras_vae.VAEModel([x_in, y_in], keras.layers.Dense(32)(h))
+    vae.compile(optimizer=optimizer(), loss=BernoulliNLL())
+    with tf.GradientTape() as tape:
+        loss, _ = vae.compute_objective(((x[:8], label[:8]), x[:8]))
+    assert isinstance(tape.gradient(loss, embedding.embeddings),
+                      tf.IndexedSlices)
+
+    def batches(target):
+        return tf.data.Dataset.from_tensor_slices(
+            ((x[:64], label[:64]), target)).batch(64)
+
+    vae.fit(batches(x[:64]), epochs=1, verbose=0)
+    before = [v.numpy() for v in vae.weights + vae.optimizer.variables]
+    bad = x[:64].copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(FloatingPointError, match="reconstruction term"):
+        vae.fit(batches(bad), epochs=1, verbose=0)
+    after = [v.numpy() for v in vae.weights + vae.optimizer.variables]
+    for b, a in zip(before, after):
+        np.testing.assert_array_equal(np.atleast_1d(a).view(np.uint8),
+                                      np.atleast_1d(b).view(np.uint8))
+    vae.fit(batches(x[:64]), epochs=1, verbose=0)
+    assert not np.array_equal(embedding.embeddings.numpy(), before[
+        [id(w) for w in vae.weights].index(id(embedding.embeddings))])
