@@ -52,6 +52,15 @@ def test_terminate_on_nan_stops_at_the_batch():
     assert all(np.isfinite(w).all() for w in vae.get_weights())
 
 
+def assert_same_bits(after, before):
+    """Each array of `after` equals `before`'s bit for bit: not even -0.0
+    for 0.0 or a rounding."""
+    assert len(after) == len(before)
+    for a, b in zip(after, before):
+        np.testing.assert_array_equal(np.atleast_1d(a).view(np.uint8),
+                                      np.atleast_1d(b).view(np.uint8))
+
+
 class PlainSGD(keras.optimizers.SGD):
     """A subclass: its writes are not known to go through `assign`, so the
     step is kept by copying and selecting back (the fallback path)."""
@@ -77,12 +86,9 @@ def test_a_non_finite_step_changes_no_weight_and_no_optimizer_state(
     data = tf.data.Dataset.from_tensor_slices((x[:64], bad)).batch(64)
     with pytest.raises(FloatingPointError, match="reconstruction term"):
         vae.fit(data, epochs=1, verbose=0)
-    # Bit for bit: not even -0.0 for 0.0 or a rounding.
-    for before, after in zip(weights + slots,
-                             [w.numpy() for w in vae.weights]
-                             + [v.numpy() for v in vae.optimizer.variables]):
-        np.testing.assert_array_equal(np.atleast_1d(after).view(np.uint8),
-                                      np.atleast_1d(before).view(np.uint8))
+    assert_same_bits([w.numpy() for w in vae.weights]
+                     + [v.numpy() for v in vae.optimizer.variables],
+                     weights + slots)
     # And the next finite step trains again.
     vae.fit(x, batch_size=64, epochs=1, verbose=0)
     assert int(vae.optimizer.iterations) == 4
@@ -122,10 +128,8 @@ def test_sparse_embedding_gradients_are_masked_too(optimizer):
     bad[0, 0] = np.nan
     with pytest.raises(FloatingPointError, match="reconstruction term"):
         vae.fit(batches(bad), epochs=1, verbose=0)
-    after = [v.numpy() for v in vae.weights + vae.optimizer.variables]
-    for b, a in zip(before, after):
-        np.testing.assert_array_equal(np.atleast_1d(a).view(np.uint8),
-                                      np.atleast_1d(b).view(np.uint8))
+    assert_same_bits(
+        [v.numpy() for v in vae.weights + vae.optimizer.variables], before)
     vae.fit(batches(x[:64]), epochs=1, verbose=0)
     assert not np.array_equal(embedding.embeddings.numpy(), before[
         [id(w) for w in vae.weights].index(id(embedding.embeddings))])
@@ -166,5 +170,4 @@ def test_every_masked_optimizer_skips_exactly_and_steps_as_keras(name):
     before = state(masked, masked_var)
     assert not np.array_equal(before[0], start)
     masked_step(np.full_like(grad, np.nan), tf.constant(np.nan))
-    for a, b in zip(state(masked, masked_var), before):
-        np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
+    assert_same_bits(state(masked, masked_var), before)
