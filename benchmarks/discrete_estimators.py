@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 import baselines
+from gradient_draws import draws, estimator, exact, exact_gradient, snr
 from harness import mean_sd
 from keras_vae.objectives import ELBO, IWAE
 
@@ -94,55 +95,7 @@ def fit(vae, x, seed, epochs, callbacks=()):
     return seconds
 
 
-# --------------------------------------------------------- exact, by hand
-def bernoulli_log_prob(x, logits):
-    """Σ_d x_d l_d - softplus(l_d) = Σ_d log Bernoulli(x_d; sigmoid(l_d))."""
-    return tf.reduce_sum(x * logits - tf.nn.softplus(logits), -1)
-
-
-def exact(vae, x):
-    """(log p(x), ELBO) per example, by summing over the 10 classes:
-    log q(c | x) from the encoder's logits, log p(x, c) = log p(x | c) +
-    log(1/C) from the decoder on each one-hot code."""
-    logits = vae.encoder(x)
-    logits = logits[0] if isinstance(logits, (list, tuple)) else logits
-    log_q = tf.nn.log_softmax(logits[:, 0, :], -1)
-    log_joint = tf.stack([bernoulli_log_prob(x, vae.decoder([tf.one_hot(
-        tf.fill([len(x), 1], c), CLASSES)])) - np.log(CLASSES)
-        for c in range(CLASSES)], -1)
-    return (tf.reduce_logsumexp(log_joint, -1),
-            tf.reduce_sum(tf.exp(log_q) * (log_joint - log_q), -1))
-
-
-def flat(grads):
-    return tf.concat([tf.reshape(g, [-1]) for g in grads], 0)
-
-
-def exact_gradient(vae, x):
-    """∇_encoder of -mean ELBO(x), by enumeration."""
-    with tf.GradientTape() as tape:
-        loss = -tf.reduce_mean(exact(vae, x)[1])
-    return flat(tape.gradient(loss, vae.encoder.trainable_weights)).numpy()
-
-
-# ------------------------------------------------------- gradient draws
-def estimator(vae, jit):
-    """x -> one draw of the compiled objective's encoder gradient, flat."""
-    weights = vae.encoder.trainable_weights
-
-    def one(x):
-        with tf.GradientTape() as tape:
-            loss, _ = vae.compute_objective(x, training=True)
-        return flat(tape.gradient(loss, weights))
-
-    return tf.function(one, jit_compile=True) if jit else one  # quick: eager
-
-
-def draws(fn, x, r):
-    x = tf.constant(x)
-    return np.stack([fn(x).numpy() for _ in range(r)])
-
-
+# ------------------------------------------------- gradient variance
 def variances(vae, x, args, jit, seed):
     """{estimator: (Σ Var, |mean - exact| / |exact| or False, noise floor)}
     at the weights of `vae` (trained by NVIL), on the batch x."""
@@ -176,17 +129,6 @@ def variances(vae, x, args, jit, seed):
         a.assign(b)                                     # the same weights
     record("Gumbel-softmax relaxation, τ = 0.5", gumbel)
     return out
-
-
-def snr(vae, rows, args, jit):
-    """Mean over `rows` (one example each) of the mean over the encoder
-    weights the example reaches (sd > 0) of |mean g| / sd g."""
-    fn, values = estimator(vae, jit), []
-    for row in rows:
-        g = draws(fn, row[None], args.draws)
-        sd = g.std(0, ddof=1)
-        values.append(np.mean(np.abs(g.mean(0))[sd > 0] / sd[sd > 0]))
-    return float(np.mean(values))
 
 
 # ------------------------------------------------------------------- parts
@@ -230,7 +172,7 @@ def dreg_part(x_train, x_test, args, jit):
                 log_px = vae.log_likelihood(x_test, num_samples=args.eval_k,
                                             seed=seed).mean()
                 s = [snr(compile_with(vae, IWAE(k, gradient=g), jit),
-                         x_test[:args.snr_examples], args, jit)
+                         x_test[:args.snr_examples], args.draws, jit)
                      for g in ("standard", "dreg")]
                 rows.setdefault((k, gradient), []).append(
                     (log_px, *s, s[1] / s[0], seconds))

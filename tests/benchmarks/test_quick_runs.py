@@ -15,7 +15,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BENCHMARKS = os.path.join(ROOT, "benchmarks")
-HELPERS = {"harness", "baselines", "ppca_closed_form"}  # imported, not run
+# imported by the scripts, not run
+HELPERS = {"harness", "baselines", "ppca_closed_form", "gradient_draws"}
 
 # script: (extra arguments, lines its report must contain besides a table)
 EXPECTED = {
