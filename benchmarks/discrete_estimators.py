@@ -37,7 +37,6 @@ import harness  # first: it sets TF's log level before TF is imported
 import keras
 import keras_vae
 import numpy as np
-import tensorflow as tf
 
 import baselines
 from gradient_draws import draws, estimator, exact, exact_gradient, snr
