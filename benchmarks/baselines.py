@@ -169,6 +169,11 @@ def compile_vae(vae, **kwargs):
 
 
 # ---------------------------------------- hand-written importance sampling
+def bernoulli_log_prob(x, logits):
+    """Σ_d x_d l_d - softplus(l_d) = Σ_d log Bernoulli(x_d; sigmoid(l_d))."""
+    return tf.reduce_sum(x * logits - tf.nn.softplus(logits), -1)
+
+
 def bernoulli_is_fn(encode, decode, k, latent, xla_noise=True):
     """A function (x (B, D), seed (2,)) -> per example, over k draws
     z_k = loc + scale * eps_k (`latent` numbers each):
@@ -199,7 +204,7 @@ def bernoulli_is_fn(encode, decode, k, latent, xla_noise=True):
         z = loc + scale * eps                                    # (K, B, L)
         logits = tf.reshape(decode(tf.reshape(z, [-1, latent])),
                             tf.concat([[k], tf.shape(x)], 0))    # (K, B, D)
-        log_px_z = tf.reduce_sum(x * logits - tf.nn.softplus(logits), -1)
+        log_px_z = bernoulli_log_prob(x, logits)
         log_scale = tf.math.log(scale)
         log_pz = -0.5 * tf.reduce_sum(tf.square(z) + log_2pi, -1)
         log_qz = (-0.5 * tf.reduce_sum(tf.square(eps) + log_2pi, -1)

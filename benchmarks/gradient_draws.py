@@ -14,10 +14,7 @@ enumerating a categorical latent, and repeated draws of an encoder gradient.
 import numpy as np
 import tensorflow as tf
 
-
-def bernoulli_log_prob(x, logits):
-    """Σ_d x_d l_d - softplus(l_d) = Σ_d log Bernoulli(x_d; sigmoid(l_d))."""
-    return tf.reduce_sum(x * logits - tf.nn.softplus(logits), -1)
+from baselines import bernoulli_log_prob
 
 
 def exact(vae, x):
