@@ -5,9 +5,11 @@ log (1/K) sum_{k<K} exp(l_k) = logsumexp_chunks( logsumexp_{k in chunk} l_k ) - 
 ```
 
 The one implementation behind `VAEModel.log_likelihood` and the exported
-`log_likelihood` signature: a `tf.while_loop` over equal chunks (plus one
-remainder), so memory grows with the chunk, not with K, and XLA compiles
-the loop body once.
+`log_likelihood` signature: a `tf.while_loop` over chunks of one size, so
+memory grows with the chunk, not with K. The chunk function is traced once
+(a nested `tf.function`) whatever K is: K = 97 in chunks of 32 is four
+chunks of 25, the last three samples of the last one dropped, not three
+chunks of 32 and a remainder of 1 traced and compiled a second time.
 """
 
 import math
@@ -20,11 +22,15 @@ def chunked_logmeanexp(log_weights_fn, num_samples, chunk_size):
 
     Args:
         log_weights_fn: `fn(k, chunk_index)` -> log weights of shape
-            (k, B) for the chunk's k samples (k is a Python int; the
-            chunk index an int32 scalar tensor, to derive the chunk's
-            seed from).
+            (k, B) for the chunk's k samples (k is a Python int, the same
+            for every chunk, `chunk_plan(num_samples, chunk_size)[1]`; the
+            chunk index an int32 scalar tensor, to derive the chunk's seed
+            from). Chunk i holds samples i*k ... i*k + k - 1; those at K
+            and beyond (fewer than the number of chunks, all in the last
+            chunk) are dropped. Traced once.
         num_samples: K, a positive Python int.
-        chunk_size: samples per call of `log_weights_fn` (a Python int).
+        chunk_size: at most this many samples per call of
+            `log_weights_fn` (a Python int).
 
     Returns:
         Tensor of shape (B,).
@@ -33,6 +39,7 @@ def chunked_logmeanexp(log_weights_fn, num_samples, chunk_size):
         log_weights_fn, num_samples, chunk_size,
         lambda l: tf.reduce_logsumexp(l, axis=0),
         lambda a, b: tf.reduce_logsumexp(tf.stack([a, b]), axis=0),
+        lambda l, keep: _where(keep, l, -math.inf),
     ) - math.log(num_samples)
 
 
@@ -41,6 +48,7 @@ def chunked_mean(values_fn, num_samples, chunk_size):
     return _over_chunks(
         values_fn, num_samples, chunk_size,
         lambda v: tf.reduce_sum(v, axis=0), tf.add,
+        lambda v, keep: _where(keep, v, 0.0),
     ) / float(num_samples)
 
 
@@ -75,7 +83,11 @@ def chunked_weighted_mean(fn, num_samples, chunk_size):
         return m, (_expand(wa / total, a[1]) * a[1]
                    + _expand(wb / total, b[1]) * b[1])
 
-    return _over_chunks(fn, num_samples, chunk_size, reduce, combine)[1]
+    def drop(pair, keep):
+        return _where(keep, pair[0], -math.inf), _where(keep, pair[1], 0.0)
+
+    return _over_chunks(fn, num_samples, chunk_size, reduce, combine,
+                        drop)[1]
 
 
 def chunked_argmax(fn, num_samples, chunk_size):
@@ -101,7 +113,17 @@ def chunked_argmax(fn, num_samples, chunk_size):
         return (tf.where(take_b, b[0], a[0]),
                 tf.where(_expand(take_b, b[1]), b[1], a[1]))
 
-    return _over_chunks(fn, num_samples, chunk_size, reduce, combine)[1]
+    def drop(pair, keep):
+        return _where(keep, pair[0], -math.inf), pair[1]
+
+    return _over_chunks(fn, num_samples, chunk_size, reduce, combine,
+                        drop)[1]
+
+
+def _where(keep, values, fill):
+    """`values` where the (k,) mask `keep` holds, else `fill` (per sample)."""
+    keep = tf.reshape(keep, [-1] + [1] * (len(values.shape) - 1))
+    return tf.where(keep, values, tf.cast(fill, values.dtype))
 
 
 def _expand(w, like):
@@ -110,17 +132,44 @@ def _expand(w, like):
         [len(like.shape) - 1], tf.int32)], 0))
 
 
-def _over_chunks(fn, num_samples, chunk_size, reduce, combine):
-    """combine(reduce(chunk_0), reduce(chunk_1), ...) over the chunks."""
-    k_chunk = max(1, min(int(num_samples), int(chunk_size)))
-    full, rest = divmod(int(num_samples), k_chunk)
-    first = reduce(fn(k_chunk, tf.constant(0, tf.int32)))
-    if full > 1:
-        _, first = tf.while_loop(
-            lambda i, _: i < full,
-            lambda i, acc: (i + 1, combine(acc, reduce(fn(k_chunk, i)))),
-            (tf.constant(1, tf.int32), first),
-        )
-    if rest:
-        first = combine(first, reduce(fn(rest, tf.constant(full, tf.int32))))
-    return first
+def chunk_plan(num_samples, chunk_size):
+    """`(chunks, k)`: K samples as the fewest chunks of at most
+    `chunk_size`, all of the same size k (so `fn` is traced for one shape).
+
+    `chunks * k >= K` and the excess `chunks * k - K < chunks` samples are
+    drawn in the last chunk and dropped.
+    """
+    num_samples = int(num_samples)
+    chunks = -(-num_samples // max(1, min(num_samples, int(chunk_size))))
+    return chunks, -(-num_samples // chunks)
+
+
+def _over_chunks(fn, num_samples, chunk_size, reduce, combine, drop=None):
+    """combine(reduce(chunk_0), reduce(chunk_1), ...) over the chunks.
+
+    `fn` is traced once: every chunk has the same k samples (`chunk_plan`),
+    the chunk is a nested function called before and inside the loop, and
+    `drop(out, keep)` neutralises the excess samples of the last chunk
+    (`keep`: a (k,) boolean mask).
+    """
+    chunks, k = chunk_plan(num_samples, chunk_size)
+    excess = chunks * k - int(num_samples)
+
+    def summary(index):
+        out = fn(k, index)
+        if excess:
+            out = drop(out, index * k + tf.range(k) < int(num_samples))
+        return reduce(out)
+
+    if chunks == 1:
+        return summary(tf.constant(0, tf.int32))
+    # One trace of `fn`, called twice (the first chunk starts the
+    # accumulator, whose shape only the chunk's output tells).
+    summary = tf.function(summary, autograph=False).get_concrete_function(
+        tf.TensorSpec((), tf.int32))
+    _, total = tf.while_loop(
+        lambda i, _: i < chunks,
+        lambda i, acc: (i + 1, combine(acc, summary(i))),
+        (tf.constant(1, tf.int32), summary(tf.constant(0, tf.int32))),
+    )
+    return total
