@@ -77,14 +77,13 @@ def gaussian_posterior(loc, scale):
     scale = tf.cast(scale, tf.float32)
     if is_full_covariance(loc, scale):
         return tfd.MultivariateNormalTriL(loc=loc, scale_tril=scale)
-    if len(loc.shape) > 2:
-        return tfd.Independent(
-            tfd.Normal(loc, scale), reinterpreted_batch_ndims=len(loc.shape) - 1
-        )
-    # MultivariateNormalDiag (not Independent(Normal)): TFP registers its
-    # analytic KL against every MultivariateNormalLinearOperator prior,
-    # full-covariance ones included.
-    return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
+    # Independent(Normal), flat or not: the same numbers as a
+    # MultivariateNormalDiag, whose log_prob and KL trace 5-7 times slower
+    # (bijector and linear-operator machinery). The KL against a
+    # MultivariateNormal prior stays analytic (`objectives.analytic_kl`).
+    return tfd.Independent(
+        tfd.Normal(loc, scale), reinterpreted_batch_ndims=len(loc.shape) - 1
+    )
 
 
 def categorical_posterior(logits):

@@ -79,18 +79,15 @@ def event_shape_of(event_shape):
 def standard_normal_distribution(event_shape, loc=0.0, scale=1.0):
     """N(loc, scale^2) over `event_shape` with batch shape ().
 
-    `MultivariateNormalDiag` for a flat latent (TFP registers its analytic
-    KL against every MultivariateNormalLinearOperator, full-covariance
-    posteriors included); `Independent(Normal)` over every axis otherwise,
-    the family of a spatial Gaussian posterior, so the KL stays analytic.
-    `loc` and `scale` broadcast to `event_shape`.
+    `Independent(Normal)` over every axis, the family of a diagonal
+    Gaussian posterior, so the KL is analytic (against a full-covariance
+    posterior too: `keras_vae.objectives.analytic_kl`). `loc` and `scale`
+    broadcast to `event_shape`.
     """
     shape = event_shape_of(event_shape)
     rank = len(shape) if isinstance(shape, tuple) else int(shape.shape[0])
     loc = tf.broadcast_to(tf.cast(loc, tf.float32), shape)
     scale = tf.broadcast_to(tf.cast(scale, tf.float32), shape)
-    if rank == 1:
-        return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
     return tfd.Independent(
         tfd.Normal(loc, scale), reinterpreted_batch_ndims=rank
     )

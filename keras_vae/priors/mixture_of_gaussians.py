@@ -67,7 +67,8 @@ class MixtureOfGaussians(Prior):
         scales = keras.ops.softplus(self.raw_scales) + self.min_scale
         return tfd.MixtureSameFamily(
             tfd.Categorical(logits=self.logits),
-            tfd.MultivariateNormalDiag(loc=self.locs, scale_diag=scales),
+            tfd.Independent(tfd.Normal(self.locs, scales),
+                            reinterpreted_batch_ndims=1),
         )
 
     def get_config(self):

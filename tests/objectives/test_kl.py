@@ -86,3 +86,33 @@ def test_full_covariance_has_no_per_dimension_kl():
     want = 0.5 * (np.trace(sigma) - 2 - np.log(np.linalg.det(sigma)))
     np.testing.assert_allclose(objectives.kl_divergence(q, p), [want],
                                rtol=1e-6)
+
+
+def test_diagonal_gaussians_pair_with_multivariate_normals():
+    # The package's diagonal Gaussians are Independent(Normal); against a
+    # MultivariateNormal (a full-covariance posterior against the standard
+    # prior, the package's posterior against a user's MultivariateNormalDiag
+    # prior) the KL is still TFP's closed form, and equals the formulas.
+    chol = np.array([[0.7, 0.0], [0.4, 1.3]])
+    mu = np.array([0.2, -0.6])
+    q = tfd.MultivariateNormalTriL(mu[None].astype("float32"),
+                                   chol[None].astype("float32"))
+    p = standard_normal_distribution(2)
+    assert objectives.has_analytic_kl(q, p)
+    sigma = chol @ chol.T
+    want = 0.5 * (np.trace(sigma) + mu @ mu - 2 - np.log(np.linalg.det(sigma)))
+    np.testing.assert_allclose(objectives.kl_divergence(q, p), [want],
+                               rtol=1e-5)
+
+    m, s = np.array([[0.5, -1.0]]), np.array([[0.3, 2.0]])
+    q = gaussian_posterior(m.astype("float32"), s.astype("float32"))
+    p = tfd.MultivariateNormalDiag([1.0, 0.0], [2.0, 0.5])
+    assert objectives.has_analytic_kl(q, p)
+    np.testing.assert_allclose(
+        objectives.kl_divergence(q, p), _gauss_kl(m, s, np.array([1.0, 0.0]), np.array([2.0, 0.5])).sum(-1),
+        rtol=1e-5)
+    # Not for an Independent(Normal) over two axes (no MultivariateNormal).
+    q2 = gaussian_posterior(np.zeros((1, 2, 2), "float32"),
+                            np.ones((1, 2, 2), "float32"))
+    assert not objectives.has_analytic_kl(q2, tfd.MultivariateNormalDiag(
+        tf.zeros((2, 2)), tf.ones((2, 2))))
