@@ -50,11 +50,18 @@ def gaussian_vae(latent=2, seed=0):
 
 
 def model_weights(vae):
-    """Encoder and decoder weights (not the objective's baseline)."""
-    return {
-        "encoder": list(vae.encoder.trainable_weights),
-        "decoder": list(vae.decoder.trainable_weights),
-    }
+    """Encoder and decoder weights (not the objective's baseline), and
+    "both": the encoder's then the decoder's (one compiled estimator
+    checks every weight of the model)."""
+    encoder = list(vae.encoder.trainable_weights)
+    decoder = list(vae.decoder.trainable_weights)
+    return {"encoder": encoder, "decoder": decoder, "both": encoder + decoder}
+
+
+def split_parts(vae, flat):
+    """A flat "both" gradient as {"encoder": ..., "decoder": ...}."""
+    n = sum(int(np.prod(w.shape)) for w in vae.encoder.trainable_weights)
+    return {"encoder": flat[..., :n], "decoder": flat[..., n:]}
 
 
 def _flat(grads):
