@@ -18,35 +18,34 @@ def analytic_kl(q, p):
     """TFP's closed-form KL(q || p), or None when none is registered.
 
     The one place that asks TFP (which signals a missing pair by raising).
-    A diagonal Gaussian over a vector, as `Independent(Normal)` (the
-    package's) or as `MultivariateNormalDiag`, pairs with either family:
+    A diagonal Gaussian over a vector is the package's `Independent(Normal)`;
     against a MultivariateNormal (a full-covariance posterior, a user's
     `MultivariateNormalDiag` prior) it is read as the
     `MultivariateNormalDiag` it equals, whose KL TFP registers.
     """
+    if isinstance(p, _MVN):
+        q = _as_mvn_diag(q)
+    elif isinstance(q, _MVN):
+        p = _as_mvn_diag(p)
     try:
         return tfd.kl_divergence(q, p)
     except NotImplementedError:  # TFP: no KL registered for this pair
-        pass
-    q_mvn, p_mvn = _as_mvn_diag(q), _as_mvn_diag(p)
-    if q_mvn is None and p_mvn is None:
         return None
-    try:
-        return tfd.kl_divergence(q_mvn or q, p_mvn or p)
-    except NotImplementedError:
-        return None
+
+
+_MVN = tfd.MultivariateNormalLinearOperator
 
 
 def _as_mvn_diag(dist):
-    """`Independent(Normal)` over one axis as a MultivariateNormalDiag, or
-    None for any other distribution."""
+    """`Independent(Normal)` over one axis as a MultivariateNormalDiag;
+    any other distribution as it is."""
     if (isinstance(dist, tfd.Independent)
             and isinstance(dist.distribution, tfd.Normal)
             and dist.event_shape.rank == 1
             and dist.distribution.event_shape.rank == 0):
         return tfd.MultivariateNormalDiag(loc=dist.distribution.loc,
                                           scale_diag=dist.distribution.scale)
-    return None
+    return dist
 
 
 def has_analytic_kl(q, p):

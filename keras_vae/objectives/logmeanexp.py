@@ -144,7 +144,7 @@ def chunk_plan(num_samples, chunk_size):
     return chunks, -(-num_samples // chunks)
 
 
-def _over_chunks(fn, num_samples, chunk_size, reduce, combine, drop=None):
+def _over_chunks(fn, num_samples, chunk_size, reduce, combine, drop):
     """combine(reduce(chunk_0), reduce(chunk_1), ...) over the chunks.
 
     `fn` is traced once: every chunk has the same k samples (`chunk_plan`),
