@@ -16,7 +16,7 @@ target is not the input).
 import numpy as np
 import tensorflow as tf
 
-from keras_vae.objectives.kl import kl_per_dimension as _kl_per_dimension
+from keras_vae.kl import kl_per_dimension as _kl_per_dimension
 from keras_vae.posteriors import posterior_distribution
 
 

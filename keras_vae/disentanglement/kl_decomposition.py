@@ -132,7 +132,7 @@ def kl_decomposition(vae, x, dataset_size=None, sampling="mss",
 
 def _prior_terms(kl_layer, z, loc, scale, dim):
     """log p(z) per example (float64) and the mean analytic KL (or None)."""
-    from keras_vae.objectives import kl as kl_lib
+    from keras_vae import kl as kl_lib
     from keras_vae.posteriors import posterior_distribution
     from keras_vae.priors.standard_normal import StandardNormal
 

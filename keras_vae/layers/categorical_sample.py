@@ -80,6 +80,7 @@ class CategoricalSample(LatentSample):
     """
 
     num_params = 1
+    family = "categorical"
     sampled_kl = False
     relaxed = False
     reparameterized = False

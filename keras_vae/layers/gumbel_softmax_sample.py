@@ -85,6 +85,7 @@ class GumbelSoftmaxSample(LatentSample):
     """
 
     num_params = 1
+    family = "relaxed_categorical"
     sampled_kl = False
     relaxed = True
 

@@ -98,6 +98,7 @@ class IAFSample(LatentSample):
     """
 
     num_params = 2
+    family = "flow"
     sampled_kl = True
 
     def __init__(self, num_flows=2, hidden_units=(64,), seed=None,

@@ -5,8 +5,8 @@ import tensorflow as tf
 
 from keras_vae import _validation as v
 from keras_vae import priors as priors_lib
-from keras_vae.layers._seed_state import SavesSeedState
-from keras_vae.objectives.kl import kl_divergence, kl_per_dimension
+from keras_vae.seed_state import SavesSeedState
+from keras_vae.kl import kl_divergence, kl_per_dimension
 from keras_vae.posteriors import (
     check_input_shape,
     check_loc_scale,

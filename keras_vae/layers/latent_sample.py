@@ -18,7 +18,7 @@ score-function gradients).
 
 import keras
 
-from keras_vae.layers._seed_state import SavesSeedState
+from keras_vae.seed_state import SavesSeedState
 from keras_vae.posteriors import posterior_distribution
 
 
@@ -39,6 +39,10 @@ class LatentSample(SavesSeedState, keras.layers.Layer):
       the posterior parameters (hard categorical draws): the objective
       then gives the level score-function gradients (`ELBO`: REINFORCE
       with control variates; `IWAE`: VIMCO).
+    - `family`: the posterior family, for objectives that accept only
+      some (`"gaussian"`: `(loc, scale)` of a Normal, diagonal or full;
+      `"flow"`, `"categorical"`, `"relaxed_categorical"`), so they need
+      not import the layer classes.
     - `draw_latent(params, context, num_samples, seed, training)` ->
       `(z, log_q)`: z of shape `(num_samples * B, ...)`, sample-major (rows
       `k*B ... (k+1)*B - 1` are the k-th draw), and log q(z | x) of shape
@@ -49,6 +53,7 @@ class LatentSample(SavesSeedState, keras.layers.Layer):
     """
 
     num_params = 2
+    family = None
     sampled_kl = False
     relaxed = False
     reparameterized = True

@@ -64,6 +64,8 @@ class ReparameterizedSample(LatentSample):
     Rezende et al., "Stochastic Backpropagation", 2014.
     """
 
+    family = "gaussian"
+
     def __init__(self, seed=None, inference="mean", **kwargs):
         # Keep the float32 (loc, scale) of the head float32 under mixed
         # precision: no autocast of the inputs to the compute dtype.

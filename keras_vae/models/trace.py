@@ -8,17 +8,21 @@ of three modes:
 
 ```none
 "sample"  z_k ~ q(z | x) per level (K draws, folded into the batch axis,
-          sample-major); log q(z_k | x), log p(z_k), KL(q || p) and the
-          KLRegularizer's penalty; then the decoder on the K·B rows and,
-          given targets, log p(x | z_k)
+          sample-major); log q(z_k | x), log p(z_k) and KL(q || p); then
+          the decoder on the K·B rows and, given targets, log p(x | z_k)
 "mode"    each level at its posterior mode (the mean; through the flow
           for IAFSample; the one-hot argmax for categoricals); no KL
 "prior"   ancestral draws z ~ p(z) level by level (a level whose prior is
           computed by the model reads the earlier draws), then the decoder
 ```
 
-It returns a `Trace`, a frozen record whose per-level entries are
-`LevelTrace`s; objectives (`keras_vae.objectives`) read it and nothing else.
+It returns a `Trace`, a frozen record of the forward pass and nothing more
+(whose per-level entries are `LevelTrace`s); objectives
+(`keras_vae.objectives`) read it and compute what they add themselves
+(the `KLRegularizer` penalties, control variates, discriminator terms).
+Two options change the pass and are named where they are used: per-example
+posterior parameters in place of the encoder's (`posterior_params`,
+refinement) and gradient taps on z (`gradient_taps`, DReG).
 
 Seeds: with `seed=None` every sampler draws from its own
 `keras.random.SeedGenerator` (the training stream, saved with the model);
@@ -31,10 +35,9 @@ from typing import Any, Optional
 
 import tensorflow as tf
 
-from keras_vae import objectives
+from keras_vae.kl import kl_divergence_and_kind, kl_per_dimension
 from keras_vae.models import missing as missing_lib
 from keras_vae.models.gradient_tap import GradientTap
-from keras_vae.objectives.kl import kl_divergence_and_kind
 from keras_vae.models.graph import call_as_list
 from keras_vae.random import derive_seed
 
@@ -60,9 +63,14 @@ class LevelTrace:
         kl: KL(q(z|x) ‖ p(z)) per example `(B,)`: analytic when TFP has
             it, else the sampled log q - log p averaged over the K draws
             ("sample" mode only).
-        penalty: the level's `KLRegularizer` penalty, a scalar: β · KL
-            (batch mean), or its free-bits / capacity form.
         kl_weight: β, the `KLRegularizer`'s weight (a variable).
+        kl_layer: the level's `KLRegularizer` (its prior, β, free bits
+            and capacity: `kl_layer.penalty(kl, kl_per_dim())`).
+        posterior: q(z | x) as a TFP distribution, one per row of the
+            stage ("sample" mode).
+        prior: p(z) as a TFP distribution ("sample" and "prior" modes).
+        stage_samples: K when the stage ran on K·B rows (a level reading
+            an earlier level's z), else 1.
         sampler: the level's sampling layer (`LatentSample`): its
             `posterior(params)` and `reparameterized` flag.
         z_deps: indices of the earlier levels whose z this level's
@@ -80,12 +88,29 @@ class LevelTrace:
     log_q: Any = None
     log_p: Any = None
     kl: Any = None
-    penalty: Any = None
     kl_weight: Any = 1.0
+    kl_layer: Any = None
+    posterior: Any = None
+    prior: Any = None
+    stage_samples: int = 1
     sampler: Any = None
     z_deps: tuple = ()
     analytic_kl: bool = False
     z_tap: Any = None
+
+    def kl_per_dim(self):
+        """KL(q ‖ p) per example and latent dimension, `(B, *event)`, when
+        the `KLRegularizer` sets free bits and TFP has the closed form per
+        dimension; else None (what `KLRegularizer.penalty` takes)."""
+        if (self.kl_layer is None or self.kl_layer.free_bits <= 0.0
+                or self.sampler.sampled_kl or self.posterior is None):
+            return None
+        per_dim = kl_per_dimension(self.posterior, self.prior)
+        if per_dim is not None and self.stage_samples > 1:
+            k = self.stage_samples
+            per_dim = tf.reduce_mean(
+                unfold(per_dim, k, tf.shape(per_dim)[0] // k), 0)
+        return per_dim
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +124,12 @@ class Trace:
         decoder_params: the likelihood parameters, `(K·B, ...)`
             sample-major (None when the trace did not decode).
         log_px_z: log p(x | z_k), `(K, B)`, when targets were given.
-        inputs: the model inputs (a list in `model.inputs` order, B rows),
-            for objectives whose baselines read x.
+        inputs: the model inputs (a list in `model.inputs` order, B rows;
+            missing entries filled), for objectives whose baselines read x.
+        targets: the data the likelihood scored (B rows; missing entries
+            filled), or None.
+        mask: the observed entries of `targets` (models compiled with
+            `missing_values`), or None.
         training: whether the trace ran in training mode (objectives
             update their running statistics only then).
     """
@@ -111,18 +140,14 @@ class Trace:
     decoder_params: Any = None
     log_px_z: Any = None
     inputs: Any = None
+    targets: Any = None
+    mask: Any = None
     training: bool = False
 
     @property
     def kl(self):
         """Σ_levels KL, per example (B,)."""
         return tf.add_n([level.kl for level in self.levels])
-
-    @property
-    def penalty(self):
-        """Σ_levels penalty, a scalar: what the ELBO loss adds to the
-        reconstruction term."""
-        return tf.add_n([level.penalty for level in self.levels])
 
     @property
     def log_pz(self):
@@ -141,8 +166,9 @@ class Trace:
 
     @property
     def elbo(self):
-        """The K-sample ELBO estimate per example (B,), β = 1."""
-        return objectives.elbo(self.log_px_z, self.kl)
+        """The K-sample ELBO estimate per example (B,), β = 1:
+        (1/K) Σ_k log p(x | z_k) - KL."""
+        return tf.reduce_mean(self.log_px_z, axis=0) - self.kl
 
     def per_sample(self, rows):
         """`(K·B, ...)` sample-major rows of this trace (a z, the decoder
@@ -215,97 +241,26 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
         return _prior_trace(model, inputs, seed, decode, num_rows,
                             latent_shapes or {})
     k = num_samples if mode == SAMPLE else 1
-    # Tensors: a stage may get a model input beside an earlier level's z.
-    xs = [tf.convert_to_tensor(t) for t in model._input_list(inputs)]
-    missing = getattr(model, "missing_values", None)
-    mask = None
-    if missing is not None:
-        xs = [missing_lib.fill(t, missing) for t in xs]
-        if targets is not None:
-            mask = missing_lib.observed(targets, missing)
-            targets = missing_lib.fill(targets, missing, mask)
+    xs, targets, mask = _filled(model, inputs, targets)
     batch = tf.shape(xs[0])[0]
-    tiled = {}
-
-    def model_input(j, repeat):
-        if not repeat or k == 1:
-            return xs[j]
-        if j not in tiled:
-            tiled[j] = repeat_rows(xs[j], k)
-        return tiled[j]
-
+    rows = _Rows(xs, k)
     zs, records = [], []
     for i, level in enumerate(model.levels):
-        rows_k = bool(level.z_deps) and k > 1  # the stage runs on K*B rows
-        kl_layer = level.kl
-        p = None
-        static = all(d is not None for d in kl_layer.event_shape)
-        if mode == SAMPLE and not level.num_prior_params and static:
-            # Before the stage's call on the data: a VampPrior runs the
-            # stage on its pseudo-inputs, and the layer losses (activity
-            # regularisers) kept for the objective must be the data's.
-            p = kl_layer.prior_distribution()
-        inputs_i = [model_input(j, rows_k) for j in level.input_index]
-        inputs_i += [zs[d] for d in level.z_deps]
-        outputs = call_as_list(level.stage, inputs_i, training)
-        n, m = level.num_params, level.num_prior_params
-        params = tuple(outputs[:n])
-        if posterior_params is not None and i in posterior_params:
-            params = tuple(posterior_params[i])
-        prior_params = tuple(outputs[n:n + m]) or None
-        context = outputs[n + m:]
+        override = (posterior_params or {}).get(i)
         if mode == MODE:
-            zs.append(level.sampler.mode(list(params), context))
-            records.append(LevelTrace(
-                name=level.name, params=params, prior_params=prior_params,
-                z=zs[-1], kl_weight=kl_layer.kl_weight,
-                sampler=level.sampler, z_deps=tuple(level.z_deps),
-            ))
-            continue
-        level_seed = None if seed is None else derive_seed(seed, i)
-        z, log_q = level.sampler.draw_latent(
-            list(params), context, 1 if rows_k else k, level_seed,
-            training=training,
-        )
-        tap = None
-        if gradient_taps:
-            tap = GradientTap()
-            z = tap(z)
-        zs.append(z)
-        q = level.sampler.posterior(list(params))
-        if p is None:
-            p = kl_layer.prior_distribution(
-                prior_params, kl_layer.event_shape_of(params)
-            )
-        # Shapes: per row of the stage, then (K, B).
-        z_eval = z if rows_k else unfold(z, k, batch)
-        if log_q is not None and not rows_k:
-            log_q = tf.reshape(log_q, (k, batch))
-        kl, analytic = kl_divergence_and_kind(q, p, z_eval, log_q)
-        if log_q is None:
-            log_q = q.log_prob(z_eval)
-        lp = p.log_prob(z_eval)
-        per_dim = None
-        if kl_layer.free_bits > 0.0 and not level.sampler.sampled_kl:
-            per_dim = objectives.kl_per_dimension(q, p)
-        if rows_k:
-            kl = tf.reduce_mean(tf.reshape(kl, (k, batch)), 0)
-            if per_dim is not None:
-                per_dim = tf.reduce_mean(unfold(per_dim, k, batch), 0)
-        records.append(LevelTrace(
-            name=level.name, params=params, prior_params=prior_params, z=z,
-            log_q=tf.reshape(log_q, (k, batch)),
-            log_p=tf.reshape(lp, (k, batch)), kl=kl,
-            penalty=kl_layer.penalty(kl, per_dim),
-            kl_weight=kl_layer.kl_weight, sampler=level.sampler,
-            z_deps=tuple(level.z_deps), analytic_kl=analytic, z_tap=tap,
-        ))
+            record = _mode_level(level, rows, zs, override, training)
+        else:
+            level_seed = None if seed is None else derive_seed(seed, i)
+            record = _sample_level(level, rows, zs, override, k, batch,
+                                   level_seed, training, gradient_taps)
+        zs.append(record.z)
+        records.append(record)
 
     decoder_params = log_px_z = None
     if decode:
         graph = model.graph
         decoder_in = [zs[d] for d in graph.decoder_z]
-        decoder_in += [model_input(j, True) for j in graph.decoder_input_index]
+        decoder_in += [rows.get(j, True) for j in graph.decoder_input_index]
         decoder_params = model.decoder(decoder_in, training=training)
         if targets is not None and mode == SAMPLE:
             log_px_z = tf.reshape(
@@ -317,7 +272,107 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
             )
     return Trace(mode=mode, num_samples=k, levels=tuple(records),
                  decoder_params=decoder_params, log_px_z=log_px_z,
-                 inputs=xs, training=bool(training))
+                 inputs=xs, targets=targets, mask=mask,
+                 training=bool(training))
+
+
+def _filled(model, inputs, targets):
+    """The inputs as a list of tensors and the targets, with missing
+    entries filled (a model compiled with `missing_values`), and the mask
+    of the targets' observed entries (or None)."""
+    xs = [tf.convert_to_tensor(t) for t in model._input_list(inputs)]
+    missing = getattr(model, "missing_values", None)
+    mask = None
+    if missing is not None:
+        xs = [missing_lib.fill(t, missing) for t in xs]
+        if targets is not None:
+            mask = missing_lib.observed(targets, missing)
+            targets = missing_lib.fill(targets, missing, mask)
+    return xs, targets, mask
+
+
+class _Rows:
+    """Model inputs by index, as B rows or tiled to K·B (for a stage that
+    reads an earlier level's K draws); each tiling made once."""
+
+    def __init__(self, xs, k):
+        self.xs, self.k, self.tiled = xs, k, {}
+
+    def get(self, j, repeat):
+        if not repeat or self.k == 1:
+            return self.xs[j]
+        if j not in self.tiled:
+            self.tiled[j] = repeat_rows(self.xs[j], self.k)
+        return self.tiled[j]
+
+
+def _run_stage(level, rows, zs, override, repeat, training):
+    """The level's stage on its inputs: `(params, prior_params, context)`,
+    the posterior parameters replaced by `override` when given."""
+    inputs_i = [rows.get(j, repeat) for j in level.input_index]
+    inputs_i += [zs[d] for d in level.z_deps]
+    outputs = call_as_list(level.stage, inputs_i, training)
+    n, m = level.num_params, level.num_prior_params
+    params = tuple(outputs[:n]) if override is None else tuple(override)
+    return params, tuple(outputs[n:n + m]) or None, outputs[n + m:]
+
+
+def _mode_level(level, rows, zs, override, training):
+    """A level at its posterior mode."""
+    params, prior_params, context = _run_stage(
+        level, rows, zs, override, False, training)
+    return LevelTrace(
+        name=level.name, params=params, prior_params=prior_params,
+        z=level.sampler.mode(list(params), context),
+        kl_weight=level.kl.kl_weight, kl_layer=level.kl,
+        sampler=level.sampler, z_deps=tuple(level.z_deps),
+    )
+
+
+def _sample_level(level, rows, zs, override, k, batch, seed, training,
+                  gradient_taps):
+    """K draws of a level, their densities and the KL."""
+    rows_k = bool(level.z_deps) and k > 1  # the stage runs on K*B rows
+    kl_layer = level.kl
+    p = None
+    static = all(d is not None for d in kl_layer.event_shape)
+    if not level.num_prior_params and static:
+        # Before the stage's call on the data: a VampPrior runs the
+        # stage on its pseudo-inputs, and the layer losses (activity
+        # regularisers) kept for the objective must be the data's.
+        p = kl_layer.prior_distribution()
+    params, prior_params, context = _run_stage(
+        level, rows, zs, override, rows_k, training)
+    z, log_q = level.sampler.draw_latent(
+        list(params), context, 1 if rows_k else k, seed, training=training,
+    )
+    tap = None
+    if gradient_taps:
+        tap = GradientTap()
+        z = tap(z)
+    q = level.sampler.posterior(list(params))
+    if p is None:
+        p = kl_layer.prior_distribution(
+            prior_params, kl_layer.event_shape_of(params)
+        )
+    # Shapes: per row of the stage, then (K, B).
+    z_eval = z if rows_k else unfold(z, k, batch)
+    if log_q is not None and not rows_k:
+        log_q = tf.reshape(log_q, (k, batch))
+    kl, analytic = kl_divergence_and_kind(q, p, z_eval, log_q)
+    if log_q is None:
+        log_q = q.log_prob(z_eval)
+    lp = p.log_prob(z_eval)
+    if rows_k:
+        kl = tf.reduce_mean(tf.reshape(kl, (k, batch)), 0)
+    return LevelTrace(
+        name=level.name, params=params, prior_params=prior_params, z=z,
+        log_q=tf.reshape(log_q, (k, batch)),
+        log_p=tf.reshape(lp, (k, batch)), kl=kl,
+        kl_weight=kl_layer.kl_weight, kl_layer=kl_layer, posterior=q,
+        prior=p, stage_samples=k if rows_k else 1, sampler=level.sampler,
+        z_deps=tuple(level.z_deps), analytic_kl=analytic, z_tap=tap,
+    )
 
 
 def _prior_trace(model, inputs, seed, decode, num_rows, latent_shapes):
@@ -355,7 +410,8 @@ def _prior_trace(model, inputs, seed, decode, num_rows, latent_shapes):
         records.append(LevelTrace(
             name=level.name, params=None, prior_params=prior_params, z=z,
             log_p=p.log_prob(z)[None], kl_weight=level.kl.kl_weight,
-            sampler=level.sampler, z_deps=tuple(level.z_deps),
+            kl_layer=level.kl, prior=p, sampler=level.sampler,
+            z_deps=tuple(level.z_deps),
         ))
     decoder_params = None
     if decode:

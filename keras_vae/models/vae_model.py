@@ -21,8 +21,8 @@ class _Parts:
 
     The stage/decoder sub-models share the VAEModel's layers and weights;
     keeping them in a plain object stops Keras from saving those weights a
-    second time. `trackers` holds metric trackers an objective adds at
-    `compile` beyond the standard ones.
+    second time. `trackers` holds the metric trackers of the names an
+    objective reports beyond the standard ones, made when first reported.
     """
 
     def __init__(self, vae_graph):
@@ -289,16 +289,13 @@ class VAEModel(VAEInference, keras.Model):
         self.missing_values = missing_lib.check_missing_values(missing_values)
         objective = objectives.get(objective, num_samples)
         objective.check(self)
-        layer = objective.build(self)
-        self._track_objective_layer(layer)
-        own = objective.optimizer()
-        if own is not None and layer is not None and not own.built:
-            own.build(layer.trainable_weights)
         self.objective = objective
-        standard = {m.name for m in self.metrics}
-        for name in objective.metric_names([l.name for l in self.levels]):
-            if name not in standard:
-                self._parts.trackers[name] = keras.metrics.Mean(name=name)
+        self._track_objective_layer(objective.build(self))
+        own = self._own_optimizer()
+        if own is not None and not own.built:
+            with self.distribute_strategy.scope():
+                own.build(self.objective_layer.trainable_weights)
+        self._parts.trackers.clear()
         if jit_compile is True and self._replicas() > 1:
             # XLA cannot compile the cross-device step of a multi-replica
             # strategy (Keras wraps `strategy.run` in the jitted function and
@@ -312,10 +309,16 @@ class VAEModel(VAEInference, keras.Model):
 
     @property
     def objective_layer(self):
-        """The layer of the compiled objective's own weights (a learned
-        baseline, a discriminator; see `Objective.build`), or None. It
+        """The compiled objective's state for this model (a learned
+        baseline, a discriminator, a frozen feature model; the layer
+        `Objective.build(model)` returned at `compile`), or None. It
         trains, saves and loads with the model and is never exported."""
         return self.objective_layers[0] if self.objective_layers else None
+
+    def _own_optimizer(self):
+        """The optimizer of the objective layer's own weights (its
+        `optimizer` attribute), or None: the model's trains them."""
+        return getattr(self.objective_layer, "optimizer", None)
 
     def _track_objective_layer(self, layer):
         """Tracks `layer` (from `Objective.build`) in place of an earlier
@@ -418,7 +421,7 @@ class VAEModel(VAEInference, keras.Model):
             latent_shapes=latent_shapes, posterior_params=posterior_params,
         )
 
-    def compute_objective(self, data, training=True):
+    def compute_objective(self, data, training=True, tape=None):
         """`(loss, metrics)` of the compiled objective on a batch of data.
 
         `loss` is the scalar the train step differentiates (the objective's
@@ -432,6 +435,10 @@ class VAEModel(VAEInference, keras.Model):
             loss, metrics = vae.compute_objective(x)
         grads = tape.gradient(loss, vae.trainable_weights)
         ```
+
+        `tape`: the persistent `tf.GradientTape` recording the step, handed
+        to the objective (`Objective.compute`) for estimators that read
+        gradients of their own terms; the train step passes its own.
         """
         if not self.compiled:
             raise ValueError(
@@ -443,9 +450,11 @@ class VAEModel(VAEInference, keras.Model):
         x, y, sample_weight = self._split_data(data)
         trace = trace_lib.run_trace(
             self, x, y, num_samples=self.objective.num_samples,
-            training=training, gradient_taps=self.objective.gradient_taps,
+            training=training,
+            gradient_taps=bool(training) and self.objective.gradient_taps,
         )
-        loss, values = self.objective(trace, sample_weight)
+        loss, values = self.objective.compute(
+            trace, self.objective_layer, sample_weight, tape)
         extra = [l for layer in self._parts.loss_layers() for l in layer.losses]
         if extra:
             loss = loss + tf.add_n([tf.cast(l, tf.float32) for l in extra])
@@ -456,10 +465,7 @@ class VAEModel(VAEInference, keras.Model):
         trackers = {m.name: m for m in self.metrics}
         for name, value in values.items():
             if name not in trackers:
-                raise ValueError(
-                    f"The objective {self.objective!r} reports the metric "
-                    f"'{name}', which its `metric_names` does not list."
-                )
+                trackers[name] = self._new_tracker(name)
             trackers[name].update_state(value, sample_weight=batch)
         results = {m.name: m.result() for m in self.metrics}
         if self._multi_worker():
@@ -469,6 +475,16 @@ class VAEModel(VAEInference, keras.Model):
             results = {k: tf.reshape(r, [1]) for k, r in results.items()}
         return results
 
+    def _new_tracker(self, name):
+        """A `Mean` for a metric the objective reports beyond the standard
+        ones (the names are the keys `Objective.compute` returns). Made
+        when the train or test step is first traced, outside the graph
+        (`tf.init_scope`), so the function is not traced again for it."""
+        with tf.init_scope():
+            tracker = keras.metrics.Mean(name=name)
+        self._parts.trackers[name] = tracker
+        return tracker
+
     def _multi_worker(self):
         strategy = self.distribute_strategy
         if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -476,8 +492,11 @@ class VAEModel(VAEInference, keras.Model):
         return bool(strategy.cluster_resolver.cluster_spec().as_dict())
 
     def train_step(self, data):
-        with tf.GradientTape() as tape:
-            loss, values = self.compute_objective(data, training=True)
+        # Persistent: an objective may read gradients of its own terms
+        # from the tape (Objective.compute's `tape`) before this one.
+        with tf.GradientTape(persistent=True) as tape:
+            loss, values = self.compute_objective(data, training=True,
+                                                  tape=tape)
             # Gradients are summed over replicas: scale the per-replica loss.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(loss / replicas)
@@ -487,13 +506,12 @@ class VAEModel(VAEInference, keras.Model):
         return self._update_metrics(loss, values, self._batch_size(data))
 
     def _objective_owned(self):
-        """ids of the weights the objective's own optimizer trains
-        (`Objective.optimizer`); empty when the model's optimizer trains
+        """ids of the weights the objective layer's own optimizer trains
+        (see `Objective.build`); empty when the model's optimizer trains
         every weight."""
-        layer = self.objective_layer
-        if self.objective.optimizer() is None or layer is None:
+        if self._own_optimizer() is None:
             return set()
-        return {id(w) for w in layer.trainable_weights}
+        return {id(w) for w in self.objective_layer.trainable_weights}
 
     def _optimizer_groups(self, grads, weights):
         """`[(optimizer, grads, weights)]`: the objective's own weights go
@@ -507,7 +525,7 @@ class VAEModel(VAEInference, keras.Model):
             split[id(w) in owned][0].append(g)
             split[id(w) in owned][1].append(w)
         return [(self.optimizer, *split[False]),
-                (self.objective.optimizer(), *split[True])]
+                (self._own_optimizer(), *split[True])]
 
     def _apply_update(self, grads, weights, loss):
         """The optimizer step, skipped (on one replica) when `loss` is not
@@ -521,9 +539,12 @@ class VAEModel(VAEInference, keras.Model):
         apply_unless_not_finite(groups, tf.math.is_finite(loss))
 
     def _count_nonfinite(self, loss, values):
-        """Counts the step in the non-finite counters of its terms."""
-        for term, value in (("loss", loss), ("reconstruction",
-                            values["reconstruction"]), ("kl", values["kl"])):
+        """Counts the step in the non-finite counters of its terms: the
+        loss, and the `reconstruction` and `kl` metrics when the objective
+        reports them (see `Objective.compute`)."""
+        terms = [("loss", loss)] + [
+            (t, values[t]) for t in ("reconstruction", "kl") if t in values]
+        for term, value in terms:
             self._nonfinite[term].update_state(
                 tf.cast(tf.logical_not(tf.math.is_finite(value)), tf.float32)
             )

@@ -1,11 +1,31 @@
 """Objective: the base of the bounds a `VAEModel` is trained by.
 
 An objective maps one forward trace (`keras_vae.models.trace.Trace`: per
-latent level z, log q(z|x), log p(z), the KL and its penalty, plus
-log p(x|z)) and the sample weights to the scalar the train step
+latent level z, its posterior and prior, log q(z|x), log p(z) and the KL,
+plus log p(x|z)) and the sample weights to the scalar the train step
 differentiates and the metrics `fit` reports. The layers describe the
 model; the objective decides how it is scored (as Pyro's ELBO classes are
-handed to its trainer). A new bound is a small subclass:
+handed to its trainer).
+
+An objective object holds configuration only. What it trains or tracks
+(a learned baseline, running statistics, a discriminator, a frozen
+feature network) lives in the layer its `build(model)` returns, which the
+model owns (`VAEModel.objective_layer`): trained, saved and reloaded with
+that model, and handed back to `compute` as `state`. One objective object
+compiled into two models gives each its own state.
+
+The interface:
+
+```none
+check(model)                       refuse at compile what it cannot honour
+build(model) -> Layer | None       the state (optional); a state layer with an
+                                   `optimizer` attribute trains its weights with
+                                   that optimizer, the model's never sees them
+compute(trace, state, sample_weight, tape) -> (loss, metrics)
+get_config()                       saved with the model
+```
+
+A new bound is a small subclass:
 
 ```python
 @keras.saving.register_keras_serializable(package="my_project")
@@ -14,19 +34,23 @@ class RenyiBound(keras_vae.objectives.Objective):
         super().__init__(num_samples)
         self.alpha = alpha
 
-    def loss(self, trace, sample_weight=None):
+    def compute(self, trace, state=None, sample_weight=None, tape=None):
         log_w = (1.0 - self.alpha) * trace.log_weights()
         bound = keras_vae.objectives.iwae(log_w) / (1.0 - self.alpha)
-        return -self.batch_mean(bound, sample_weight)
+        metrics = {**self.standard_metrics(trace, sample_weight),
+                   "renyi": self.batch_mean(bound, sample_weight)}
+        return -self.batch_mean(bound, sample_weight), metrics
 
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha}
 
 vae.compile(loss=keras_vae.losses.BernoulliNLL(), objective=RenyiBound(0.5))
 ```
+
+(A subclass that reports the standard metrics only may define
+`loss(trace, sample_weight)` instead of `compute`.)
 """
 
-import keras
 import tensorflow as tf
 
 from keras_vae import _validation as v
@@ -35,17 +59,12 @@ from keras_vae import _validation as v
 class Objective:
     """Base class: a bound on log p(x) scored on a trace of K samples.
 
-    Subclasses implement `loss(trace, sample_weight)`; they may override
-    `check(model)` (refuse at `compile` what they cannot honour),
-    `build(model)` (create weights of their own: a learned baseline, a
-    discriminator), `metrics(trace, sample_weight)` and `get_config()`.
+    Subclasses implement `compute(trace, state, sample_weight, tape)` (or,
+    reporting only the standard metrics, `loss(trace, sample_weight)`);
+    they may override `check(model)`, `build(model)` and `get_config()`.
     An objective whose estimator rescales the gradient reaching the
     encoder through z (DReG) sets `gradient_taps = True`, and the model
-    runs its traces with `keras_vae.models.gradient_tap.GradientTap`s.
-    An objective whose own weights train by their own optimizer (a
-    discriminator) returns it from `optimizer()`: the train step applies
-    the gradients of `build`'s layer with it, in the same step, and the
-    model's optimizer never sees those weights.
+    runs its training traces with `keras_vae.models.gradient_tap.GradientTap`s.
 
     Args:
         num_samples: K, the draws of z per example in each step.
@@ -63,30 +82,58 @@ class Objective:
         del model
 
     def build(self, model):
-        """Called by `compile` after `check`: creates what the objective
-        trains besides the model (a learned baseline network, ...) and
-        returns it as one `keras.layers.Layer`, or None. The model tracks
-        that layer: its weights train with the model's optimizer, save and
-        load with the model, and stay out of exported signatures."""
+        """Called by `compile` after `check`: creates the objective's state
+        for `model` (a learned baseline network, a discriminator, a frozen
+        feature model, step counters) and returns it as one
+        `keras.layers.Layer`, or None. Each call makes new state: nothing
+        model-bound is kept on the objective. The model tracks the layer
+        (`VAEModel.objective_layer`): its weights save and load with the
+        model and stay out of exported signatures. Its trainable weights
+        train with the model's optimizer, unless the layer has an
+        `optimizer` attribute (a `keras.optimizers.Optimizer` made here):
+        then that optimizer applies their gradients, in the same step, and
+        its state saves and loads with the layer."""
         del model
         return None
 
-    def optimizer(self):
-        """The optimizer of the weights of `build`'s layer, or None (the
-        model's optimizer trains them with the rest)."""
-        return None
+    def compute(self, trace, state=None, sample_weight=None, tape=None):
+        """`(loss, metrics)` for a trace of `num_samples` draws per example.
+
+        Args:
+            trace: the forward trace (`keras_vae.models.trace.Trace`).
+            state: the layer `build` returned for this model, or None.
+            sample_weight: per-example weights `(B,)`, or None.
+            tape: the persistent `tf.GradientTape` recording the train
+                step (None outside training), for estimators whose loss
+                reads gradients of its own terms.
+
+        Returns:
+            `loss`, the scalar to minimise (a surrogate where the
+            estimator needs one), and `metrics`, a dict name -> scalar
+            that `fit` reports beside `loss` (the keys are the metric
+            names). The non-finite guard of `fit` reads `reconstruction`
+            and `kl` when present (`standard_metrics` has both).
+        """
+        if type(self).loss is Objective.loss:
+            raise TypeError(
+                f"{type(self).__name__} must define `compute(trace, state, "
+                "sample_weight, tape)`; Objective is a base class."
+            )
+        return (self.loss(trace, sample_weight),
+                self.standard_metrics(trace, sample_weight))
 
     def loss(self, trace, sample_weight=None):
-        """The scalar to minimise (a surrogate where the estimator needs
-        one), from a trace of `num_samples` draws per example."""
-        raise TypeError(
-            f"{type(self).__name__} must define `loss(trace, "
-            "sample_weight)`; Objective is a base class."
-        )
+        """Shorthand for subclasses that report the standard metrics
+        only: the scalar to minimise (see `compute`)."""
+        raise TypeError(f"{type(self).__name__} defines no `loss`.")
 
-    def metrics(self, trace, sample_weight=None):
-        """The values `fit` reports besides `loss`, as batch means (β = 1):
-        `elbo`, `reconstruction` (-E_q log p(x|z)), `kl` and, with several
+    def __call__(self, trace, state=None, sample_weight=None, tape=None):
+        """`compute(...)`."""
+        return self.compute(trace, state, sample_weight, tape)
+
+    def standard_metrics(self, trace, sample_weight=None):
+        """The values every bound reports, as batch means (β = 1): `elbo`,
+        `reconstruction` (-E_q log p(x|z)), `kl` and, with several
         latents, `kl_<level>`."""
         values = {
             "elbo": self.batch_mean(trace.elbo, sample_weight),
@@ -102,19 +149,14 @@ class Objective:
                 )
         return values
 
-    def metric_names(self, level_names):
-        """The keys of `metrics(...)` for a model whose latent levels are
-        `level_names` (`VAEModel.compile` makes a tracker for each)."""
-        names = ["elbo", "reconstruction", "kl"]
-        if len(level_names) > 1:
-            names += [f"kl_{name}" for name in level_names]
-        return names
-
-    def __call__(self, trace, sample_weight=None):
-        """`(loss, metrics)` for a trace."""
-        return self.loss(trace, sample_weight), self.metrics(
-            trace, sample_weight
-        )
+    @staticmethod
+    def kl_penalty(trace, sample_weight=None):
+        """Σ_levels of each `KLRegularizer`'s penalty of its level's KL,
+        a scalar: β · batch-mean KL, or its free-bits / capacity form
+        (`KLRegularizer.penalty`), times the mean sample weight."""
+        total = tf.add_n([level.kl_layer.penalty(level.kl, level.kl_per_dim())
+                          for level in trace.levels])
+        return total * Objective.mean_weight(sample_weight)
 
     # ---------------------------------------------------------- helpers
     @staticmethod
@@ -148,35 +190,3 @@ class Objective:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
-
-
-def get(identifier, num_samples=None):
-    """An `Objective` from a name (`"elbo"`, `"iwae"`), a config or an object.
-
-    `num_samples` (K) goes to an objective named by a string; with an
-    object it must be None or agree with the object's.
-    """
-    from keras_vae.objectives.elbo import ELBO
-    from keras_vae.objectives.iwae import IWAE
-
-    by_name = {"elbo": ELBO, "iwae": IWAE}
-    if isinstance(identifier, dict):
-        identifier = keras.saving.deserialize_keras_object(identifier)
-    if isinstance(identifier, str):
-        v.check_choice("objective", identifier, tuple(by_name))
-        if num_samples is None:  # the objective's own default K
-            return by_name[identifier]()
-        return by_name[identifier](num_samples=num_samples)
-    if not isinstance(identifier, Objective):
-        raise v.invalid(
-            "objective",
-            "'elbo', 'iwae' or a keras_vae.objectives.Objective",
-            identifier,
-        )
-    if num_samples is not None and num_samples != identifier.num_samples:
-        raise ValueError(
-            f"The objective {identifier!r} takes {identifier.num_samples} "
-            f"samples; compile also received num_samples={num_samples}. "
-            "Give K once, to the objective."
-        )
-    return identifier

@@ -206,8 +206,6 @@ def check_flat_gaussian(model, objective, diagonal=True, what=None):
     continuous latent when `diagonal` is False), z of shape (B, L).
     `objective` is named in the messages (or
     `what`, e.g. "kl_decomposition", with `objective=None`)."""
-    from keras_vae.layers.reparameterized_sample import ReparameterizedSample
-
     name = what or type(objective).__name__
     received = "" if objective is None else (
         f" Received: objective={objective!r}")
@@ -224,7 +222,7 @@ def check_flat_gaussian(model, objective, diagonal=True, what=None):
     sampler = level.sampler
     if diagonal:
         outputs = level.stage.outputs
-        gaussian = isinstance(sampler, ReparameterizedSample)
+        gaussian = sampler.family == "gaussian"
         full = gaussian and len(outputs[1].shape) > len(outputs[0].shape)
         if not gaussian or full:
             raise ValueError(
@@ -333,8 +331,7 @@ class BetaTCVAE(Objective):
                 f"'{kl.name}' sets. Received: objective={self!r}"
             )
 
-    def _terms(self, trace, sample_weight):
-        """Per-example (B,) mi, tc, dwkl (averaged over K) and the loss."""
+    def compute(self, trace, state=None, sample_weight=None, tape=None):
         level = trace.levels[0]
         loc, scale = level.params
         mi, tc, dwkl = tc_decomposition(
@@ -350,25 +347,12 @@ class BetaTCVAE(Objective):
         weight = tf.cast(level.kl_weight, tf.float32)
         loss = (self.batch_mean(trace.reconstruction, sample_weight)
                 + weight * self.batch_mean(regulariser, sample_weight))
-        return loss, mi, tc, dwkl
-
-    def loss(self, trace, sample_weight=None):
-        return self._terms(trace, sample_weight)[0]
-
-    def metric_names(self, level_names):
-        return super().metric_names(level_names) + [
-            "mutual_information", "total_correlation", "dimension_wise_kl"]
-
-    def metrics(self, trace, sample_weight=None):
-        return self(trace, sample_weight)[1]
-
-    def __call__(self, trace, sample_weight=None):
-        loss, mi, tc, dwkl = self._terms(trace, sample_weight)
-        values = super().metrics(trace, sample_weight)
-        values["mutual_information"] = self.batch_mean(mi, sample_weight)
-        values["total_correlation"] = self.batch_mean(tc, sample_weight)
-        values["dimension_wise_kl"] = self.batch_mean(dwkl, sample_weight)
-        return loss, values
+        return loss, {
+            **self.standard_metrics(trace, sample_weight),
+            "mutual_information": self.batch_mean(mi, sample_weight),
+            "total_correlation": self.batch_mean(tc, sample_weight),
+            "dimension_wise_kl": self.batch_mean(dwkl, sample_weight),
+        }
 
     def get_config(self):
         return {

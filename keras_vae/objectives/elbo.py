@@ -104,13 +104,11 @@ class ELBO(Objective):
         self.normalize_signal = v.check_bool(
             "normalize_signal", normalize_signal
         )
-        self._controls = None
 
     def build(self, model):
         """The `ScoreFunctionBaseline` of the model's score-function levels
         (None when every level is reparameterized, or `baseline="none"`)."""
         count = sum(not l.sampler.reparameterized for l in model.levels)
-        self._controls = None
         if count == 0 or self.baseline == "none":
             return None
         layer = ScoreFunctionBaseline(
@@ -119,30 +117,29 @@ class ELBO(Objective):
             normalize=self.normalize_signal, name="score_function_baseline",
         )
         layer.build([tuple(t.shape) for t in model.inputs])
-        self._controls = layer
         return layer
 
-    def loss(self, trace, sample_weight=None):
-        penalty = trace.penalty * self.mean_weight(sample_weight)
-        loss = self.batch_mean(trace.reconstruction, sample_weight) + penalty
+    def compute(self, trace, state=None, sample_weight=None, tape=None):
+        loss = (self.batch_mean(trace.reconstruction, sample_weight)
+                + self.kl_penalty(trace, sample_weight))
         levels = sf.score_function_levels(trace)
         if levels:
             loss = loss + self._score_function_loss(
-                trace, levels, sample_weight
+                trace, levels, state, sample_weight
             )
-        return loss
+        return loss, self.standard_metrics(trace, sample_weight)
 
-    def _score_function_loss(self, trace, levels, sample_weight):
+    def _score_function_loss(self, trace, levels, controls, sample_weight):
         """The surrogate terms (zero in value) for the levels given."""
         terms = tf.zeros_like(trace.log_px_z[0])
         extra = tf.constant(0.0)
         k = float(trace.num_samples)
         for column, index in enumerate(levels):
             signal = sf.learning_signal(trace, index)
-            if self._controls is None:
+            if controls is None:
                 advantage = signal
             else:
-                advantage, baseline_loss = self._controls.advantage(
+                advantage, baseline_loss = controls.advantage(
                     signal, column, trace.inputs, trace.training
                 )
                 extra = extra + baseline_loss

@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 
 from keras_vae import _validation as v
-from keras_vae.layers._seed_state import SavesSeedState
+from keras_vae.seed_state import SavesSeedState
 from keras_vae.objectives.base import Objective
 from keras_vae.objectives.beta_tcvae import check_flat_gaussian
 from keras_vae.random import uniform
@@ -140,7 +140,7 @@ class FactorVAE(Objective):
     with each latent dimension permuted independently across the rows.
     The TC term is D's logit, log D/(1 - D), evaluated with D's weights
     stopped, so it trains the encoder only; D_loss is evaluated at stopped
-    z, so it trains D only, by D's own optimizer (`optimizer()`, Adam
+    z, so it trains D only, by D's own optimizer (the state layer's `optimizer`, Adam
     with the paper's β1 = 0.5, β2 = 0.9), in the same XLA step as the VAE.
     `penalty(KL)` is the `KLRegularizer`'s (β·KL, 1·KL by default).
 
@@ -158,10 +158,10 @@ class FactorVAE(Objective):
 
     The model must have one flat continuous, reparameterized latent (a
     Gaussian, full covariance or flow allowed); `compile` refuses others.
-    The discriminator saves and loads
-    with the model (`VAEModel.objective_layer`); its optimizer's state
-    does not (Keras saves the model's optimizer only): training resumed
-    from a `.keras` file restarts D's Adam moments.
+    The discriminator and its Adam belong to the model
+    (`VAEModel.objective_layer`, made by `build` at each `compile`): one
+    `FactorVAE` object compiled into two models gives each its own D; D's
+    weights and its Adam's state save and load with the model.
 
     Args:
         gamma: γ, the weight of the TC (default 10.0; the paper shows γ
@@ -193,35 +193,31 @@ class FactorVAE(Objective):
             "discriminator_learning_rate", discriminator_learning_rate,
             minimum=0.0, strict=True)
         self.seed = v.check_seed("seed", seed)
-        self.discriminator = None
-        self._optimizer = None
 
     def check(self, model):
         check_flat_gaussian(model, self, diagonal=False)
 
     def build(self, model):
-        """Creates and builds the discriminator (for z of the model's
-        latent size) and its optimizer; returns the discriminator."""
+        """A new discriminator (for z of the model's latent size), built,
+        with its own Adam as its `optimizer` attribute: the model trains
+        it with that optimizer and saves both."""
         layer = FactorVAEDiscriminator(
             self.discriminator_units, seed=self.seed,
             name="factor_vae_discriminator")
         layer.build((None, model.latent_dim))
-        self.discriminator = layer
-        self._optimizer = keras.optimizers.Adam(
+        layer.optimizer = keras.optimizers.Adam(
             self.discriminator_learning_rate, beta_1=0.5, beta_2=0.9,
             name="discriminator_adam")
         return layer
 
-    def optimizer(self):
-        """D's Adam (built by `build`)."""
-        return self._optimizer
-
-    def _terms(self, trace, sample_weight):
-        d = self.discriminator
+    def compute(self, trace, state=None, sample_weight=None, tape=None):
+        d = state
         if d is None:
             raise ValueError(
-                "FactorVAE's discriminator is made by `compile`: compile "
-                "a VAEModel with this objective before scoring a trace.")
+                "FactorVAE's discriminator is made by `compile` (the "
+                "model's `objective_layer`): compile a VAEModel with this "
+                "objective and score traces through it "
+                "(`vae.compute_objective`).")
         level = trace.levels[0]
         z = tf.cast(level.z, tf.float32)                   # (K·B, L)
         k, batch = trace.num_samples, tf.shape(trace.log_px_z)[1]
@@ -236,27 +232,13 @@ class FactorVAE(Objective):
             tf.reduce_mean(tf.cast(joint > 0.0, tf.float32))
             + tf.reduce_mean(tf.cast(permuted < 0.0, tf.float32)))
         vae_loss = (self.batch_mean(trace.reconstruction, sample_weight)
-                    + trace.penalty * self.mean_weight(sample_weight)
+                    + self.kl_penalty(trace, sample_weight)
                     + self.gamma * tc)
         loss = vae_loss + (d_loss - tf.stop_gradient(d_loss))
-        return loss, {"total_correlation": tc,
+        return loss, {**self.standard_metrics(trace, sample_weight),
+                      "total_correlation": tc,
                       "discriminator_loss": d_loss,
                       "discriminator_accuracy": accuracy}
-
-    def loss(self, trace, sample_weight=None):
-        return self._terms(trace, sample_weight)[0]
-
-    def metric_names(self, level_names):
-        return super().metric_names(level_names) + [
-            "total_correlation", "discriminator_loss",
-            "discriminator_accuracy"]
-
-    def metrics(self, trace, sample_weight=None):
-        return self(trace, sample_weight)[1]
-
-    def __call__(self, trace, sample_weight=None):
-        loss, extra = self._terms(trace, sample_weight)
-        return loss, {**super().metrics(trace, sample_weight), **extra}
 
     def get_config(self):
         return {

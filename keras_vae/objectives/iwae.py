@@ -143,9 +143,13 @@ class IWAE(Objective):
                     f"gradient='standard'. Received: objective={self!r}"
                 )
 
-    def loss(self, trace, sample_weight=None):
+    def compute(self, trace, state=None, sample_weight=None, tape=None):
+        metrics = self.standard_metrics(trace, sample_weight)
         if self.gradient == "dreg":
-            return self._dreg_loss(trace, sample_weight)
+            return self._dreg_loss(trace, sample_weight), metrics
+        return self._standard_loss(trace, sample_weight), metrics
+
+    def _standard_loss(self, trace, sample_weight):
         log_w = trace.log_weights(weighted=True)
         loss = -self.batch_mean(iwae(log_w), sample_weight)
         levels = sf.score_function_levels(trace)
