@@ -90,13 +90,14 @@ def test_signatures_match_the_model_in_a_process_without_keras_vae(exported):
     assert abs(np.mean(served - reference)) < 0.25
     # Per example: exactly the model's own trace with the signature's seeds
     # (chunks of 16 samples), re-run in this process.
-    from keras_vae.export import _LOG_LIKELIHOOD_SEED, _SAMPLES_PER_CHUNK
+    from keras_vae.models.export import LOG_LIKELIHOOD_SEED
+    from keras_vae.models.programs import SAMPLES_PER_CHUNK
 
     def chunk(k, index):
-        seed = derive_seed(_LOG_LIKELIHOOD_SEED, index)
+        seed = derive_seed(LOG_LIKELIHOOD_SEED, index)
         return vae.trace(x, x, num_samples=k, seed=seed).log_weights()
 
-    same = objectives.chunked_logmeanexp(chunk, 50, _SAMPLES_PER_CHUNK)
+    same = objectives.chunked_logmeanexp(chunk, 50, SAMPLES_PER_CHUNK)
     np.testing.assert_allclose(served, same, rtol=1e-5)
 
 

@@ -1,7 +1,9 @@
-"""The user-facing inference API of VAEModel (encode ... log_likelihood).
+"""The user-facing inference API of VAEModel on arrays (encode ... impute).
 
 Kept apart from the training step (`vae_model.py`): these methods run the
-encoder/decoder views of the graph on NumPy data, in chunks, outside `fit`.
+inference programs (`keras_vae.models.programs`, the same TF functions the
+exported signatures call) on NumPy data, in padded chunks of examples,
+through a cache of compiled functions, with progress bars.
 """
 
 import keras
@@ -9,25 +11,26 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vae import _validation as v
-from keras_vae import objectives
 from keras_vae.models import missing as missing_lib
+from keras_vae.models import programs
 from keras_vae.models import refine as refine_lib
-from keras_vae.models.trace import MODE, PRIOR
-from keras_vae.random import derive_seed, uniform
+from keras_vae.random import derive_seed
 
 # Decoder rows (K samples x examples) per call in `log_likelihood` / `elbo`.
 _ROWS_PER_CHUNK = 8192
 # Most examples per chunk when `batch_size=None` (as `encode`'s default).
 _MAX_EXAMPLES_PER_CHUNK = 4096
-# Importance samples per decoder call in `impute` (and the exported
-# `impute` signature, so that both draw the same samples for one seed).
-IMPUTE_SAMPLES_PER_CHUNK = 16
 
 
 class VAEInference:
-    """Mixin of `VAEModel`: inference on arrays, every pass through
-    `VAEModel.trace` (needs `trace`, `levels`, `graph`, `decoder`,
-    `likelihood`, `_parts`)."""
+    """Mixin of `VAEModel`: inference on arrays.
+
+    Reads from its host (a `VAEModel`): the programs' needs (`trace`,
+    `decoder`, `likelihood`, `missing_values`), the graph (`levels`,
+    `graph`, `inputs`), the data helpers (`_input_list`,
+    `default_target`), `name`, `jit_compile`, and `_parts.functions`
+    (the cache of compiled functions, emptied by `compile`).
+    """
 
     def encode(self, x, batch_size=4096, verbose=0):
         """Posterior parameters of q(z | x), as NumPy.
@@ -68,18 +71,15 @@ class VAEInference:
         zs = [np.asarray(a, "float32") for a in zs]
         index = self.graph.decoder_input_index
         conds = self._condition_list(condition, len(zs[0]), index)
-        fn = self._compiled("decode", lambda xs: self.decoder(xs, training=False))
+        fn = self._compiled("decode", lambda xs: programs.decode(self, xs))
         return self._batched(fn, zs + [conds[j] for j in index], batch_size,
                              verbose, as_inputs=False)
 
     def reconstruct(self, x, batch_size=4096, verbose=0):
         """E[x | z]: the likelihood's mean with every latent at its
         posterior mode (the mean; through the flow for `IAFSample`)."""
-        def reconstruct(xs):
-            t = self.trace(xs, mode=MODE)
-            return self.likelihood.mean(t.decoder_params)
-
-        fn = self._compiled("reconstruct", reconstruct)
+        fn = self._compiled("reconstruct",
+                            lambda xs: programs.reconstruct(self, xs))
         return self._batched(fn, x, batch_size, verbose)
 
     def sample(self, n, seed=None, condition=None, latent_shape=None):
@@ -111,11 +111,8 @@ class VAEInference:
         xs = [None] * len(self.inputs)
         for j, c in conds.items():
             xs[j] = tf.convert_to_tensor(c)
-        trace = self.trace(
-            xs, mode=PRIOR, seed=derive_seed(seed), num_rows=n,
-            latent_shapes=self._latent_shapes(latent_shape),
-        )
-        return np.asarray(self.likelihood.mean(trace.decoder_params))
+        return np.asarray(programs.sample(
+            self, xs, n, seed, self._latent_shapes(latent_shape)))
 
     def _latent_shapes(self, latent_shape):
         """dict level index -> shape of one z, from `latent_shape`."""
@@ -184,12 +181,8 @@ class VAEInference:
     def _mode_pass_fn(self, decode=True):
         """Compiled: every level at its posterior mode (`trace` in "mode"
         mode); returns (params per level, z per level[, likelihood params])."""
-        def mode_pass(xs):
-            t = self.trace(xs, mode=MODE, decode=decode)
-            out = ([list(l.params) for l in t.levels],
-                   [l.z for l in t.levels])
-            return out + (t.decoder_params,) if decode else out
-        return self._compiled(("mode_pass", decode), mode_pass)
+        return self._compiled(("mode_pass", decode),
+                              lambda xs: programs.mode_pass(self, xs, decode))
 
     def _batched(self, fn, x, batch_size, verbose=0, as_inputs=True):
         """`fn(list of input batches)` over `x` in batches; NumPy, concatenated.
@@ -269,20 +262,21 @@ class VAEInference:
             out[j] = c
         return out
 
-    def _chunked(self, name, x, y, num_samples, batch_size, seed,
-                 values_fn, combine, verbose=0, refine=None, k_chunk=None):
-        """`combine(values_fn(trace) over K samples)` per example, in chunks.
+    def _chunked(self, program, x, y, num_samples, batch_size, seed,
+                 verbose=0, refine=None, k_chunk=None):
+        """`program(model, x, y, K, k_chunk, seed, params)` (one of
+        `keras_vae.models.programs`) per example, in chunks of examples.
 
-        One XLA-compiled function per (name, K, chunk size) runs all K
-        samples of a chunk of examples (a `tf.while_loop` over chunks of
-        samples, `keras_vae.objectives.chunked_*`); the last partial chunk
-        of examples is padded (and its padding dropped), so the function
-        keeps its shapes. `values_fn(trace, chunk_seed)`. Example chunk i draws with
-        `derive_seed(seed, i)`, its sample chunk c with a seed derived from
-        that and c. `refine`: `(steps, learning_rate, samples)` to refine
-        each example's posterior first (`keras_vae.models.refine`, seeded
-        by `derive_seed(seed, i, -1)`), or None.
+        One XLA-compiled function per (program, K, chunk size, refine) runs
+        all K samples of a chunk of examples (a `tf.while_loop` over chunks
+        of `k_chunk` samples); the last partial chunk of examples is
+        padded (and its padding dropped), so the function keeps its
+        shapes. Example chunk i draws with `derive_seed(seed, i)`. `refine`:
+        `(steps, learning_rate, samples)` to refine each example's
+        posterior first (`keras_vae.models.refine`, seeded by
+        `derive_seed(seed, i, -1)`), or None.
         """
+        name = program.__name__
         xs = self._input_list(x)
         if self.missing_values is None:
             missing_lib.refuse_nan(
@@ -304,13 +298,8 @@ class VAEInference:
                         self, x, y, refine[0], refine[1], refine[2],
                         derive_seed(seed, -1),
                     )
-
-                def chunk(k, index):
-                    chunk_seed = derive_seed(seed, index)
-                    t = self.trace(x, y, num_samples=k, seed=chunk_seed,
-                                   posterior_params=params)
-                    return values_fn(t, chunk_seed)
-                return combine(chunk, num_samples, k_chunk)
+                return program(self, x, y, num_samples, k_chunk, seed,
+                               params)
             fn = tf.function(step, jit_compile=True, reduce_retracing=True,
                              autograph=False)
             self._parts.functions[key] = fn
@@ -381,8 +370,7 @@ class VAEInference:
         batch_size = examples_per_chunk(batch_size, num_samples)
         y = self.default_target(x) if y is None else y
         return self._chunked(
-            "log_likelihood", x, y, num_samples, batch_size, seed,
-            lambda t, _: t.log_weights(), objectives.chunked_logmeanexp,
+            programs.log_likelihood, x, y, num_samples, batch_size, seed,
             verbose, _refine_args(refine_steps, refine_learning_rate,
                                   refine_samples),
         )
@@ -405,8 +393,7 @@ class VAEInference:
         batch_size = examples_per_chunk(batch_size, num_samples)
         y = self.default_target(x) if y is None else y
         return self._chunked(
-            "elbo", x, y, num_samples, batch_size, seed,
-            lambda t, _: t.log_px_z - t.kl[None], objectives.chunked_mean,
+            programs.elbo, x, y, num_samples, batch_size, seed,
             verbose, _refine_args(refine_steps, refine_learning_rate,
                                   refine_samples),
         )
@@ -458,13 +445,10 @@ class VAEInference:
         refine = _refine_args(refine_steps, refine_learning_rate,
                               refine_samples)
         if num_imputations is None:
-            filled = self._chunked(
-                "impute", x, y, num_samples, batch_size, seed,
-                lambda t, _: imputation_terms(t, self.likelihood),
-                objectives.chunked_weighted_mean, verbose, refine,
-                k_chunk=IMPUTE_SAMPLES_PER_CHUNK,
-            )
-            return np.where(self._observed(y), y, filled).astype(y.dtype)
+            return self._chunked(
+                programs.impute, x, y, num_samples, batch_size, seed,
+                verbose, refine, k_chunk=programs.SAMPLES_PER_CHUNK,
+            ).astype(y.dtype)
         m = v.check_positive_int("num_imputations", num_imputations)
         draws = np.stack([
             self._impute_draw(x, num_samples, batch_size, y,
@@ -482,20 +466,9 @@ class VAEInference:
         likelihood = self.likelihood
         if seed is None:  # one seed for the z resampling and the x draw
             seed = int(np.random.randint(0, 2**31 - 1))
-
-        def values(t, chunk_seed):
-            # Gumbel-max over all K: the argmax of log w_k + g_k is z_k
-            # with probability w̃_k (kept across chunks by chunked_argmax).
-            log_w = t.log_weights()
-            g = -tf.math.log(-tf.math.log(uniform(
-                tf.shape(log_w), seed=derive_seed(chunk_seed, -3))))
-            return log_w + g, t.per_sample(
-                tf.cast(t.decoder_params, tf.float32))
-
         params = self._chunked(
-            "impute_draw", x, y, num_samples, batch_size, seed, values,
-            objectives.chunked_argmax, verbose, refine,
-            k_chunk=IMPUTE_SAMPLES_PER_CHUNK,
+            programs.impute_params, x, y, num_samples, batch_size, seed,
+            verbose, refine, k_chunk=programs.SAMPLES_PER_CHUNK,
         )
         draw = likelihood.distribution(params).sample(
             seed=derive_seed(seed, -2)
@@ -509,7 +482,7 @@ class VAEInference:
     def export_serving(self, path, log_likelihood_samples=100,
                        target_shape=None):
         """Writes a TensorFlow SavedModel for TF Serving; see `keras_vae.export`."""
-        from keras_vae.export import export_serving
+        from keras_vae.models.export import export_serving
 
         return export_serving(
             self, path, log_likelihood_samples=log_likelihood_samples,
@@ -524,15 +497,6 @@ def examples_per_chunk(batch_size, num_samples):
         return max(100, min(_MAX_EXAMPLES_PER_CHUNK,
                             _ROWS_PER_CHUNK // num_samples))
     return v.check_positive_int("batch_size", batch_size)
-
-
-def imputation_terms(trace, likelihood):
-    """`(log w, E[x | z])`, each `(K, B, ...)`, of a trace: what the
-    self-normalised estimate of E[x_mis | x_obs] weighs
-    (`objectives.chunked_weighted_mean`); `VAEModel.impute` and the
-    exported `impute` signature share it."""
-    return trace.log_weights(), trace.per_sample(
-        likelihood.mean(trace.decoder_params))
 
 
 def _refine_args(steps, learning_rate, samples):

@@ -98,13 +98,14 @@ def test_conditional_export_with_more_parameters_than_data(tmp_path):
         x=x, input_1=y, targets=x)["log_likelihood"].numpy()
     # The signature's draws (fixed seeds, chunks of 16) re-run in this
     # process through the model's own trace: the same numbers.
-    from keras_vae.export import _LOG_LIKELIHOOD_SEED, _SAMPLES_PER_CHUNK
+    from keras_vae.models.export import LOG_LIKELIHOOD_SEED
+    from keras_vae.models.programs import SAMPLES_PER_CHUNK
 
     def chunk(k, index):
-        seed = derive_seed(_LOG_LIKELIHOOD_SEED, index)
+        seed = derive_seed(LOG_LIKELIHOOD_SEED, index)
         return vae.trace([x, y], x, num_samples=k, seed=seed).log_weights()
 
-    same = objectives.chunked_logmeanexp(chunk, 2000, _SAMPLES_PER_CHUNK)
+    same = objectives.chunked_logmeanexp(chunk, 2000, SAMPLES_PER_CHUNK)
     np.testing.assert_allclose(scores, same, rtol=1e-5)
     # Other draws (the model's log_likelihood, K = 2000) agree to Monte
     # Carlo error: an untrained posterior gives heavy-tailed weights.
