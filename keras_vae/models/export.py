@@ -143,7 +143,11 @@ def export_serving(model, path, log_likelihood_samples=100,
             LOG_LIKELIHOOD_SEED)}
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    # The model's own layers, not the whole model: the objective's state
+    # (`VAEModel.objective_layer`: baselines, a discriminator) is training
+    # machinery and stays out of the SavedModel.
+    for layer in model.layers:
+        archive.track(layer)
     archive.add_endpoint("serving_default", reconstruct, in_specs)
     archive.add_endpoint("encode", encode, in_specs)
     archive.add_endpoint(

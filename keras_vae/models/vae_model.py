@@ -451,7 +451,7 @@ class VAEModel(VAEInference, keras.Model):
         trace = trace_lib.run_trace(
             self, x, y, num_samples=self.objective.num_samples,
             training=training,
-            gradient_taps=bool(training) and self.objective.gradient_taps,
+            gradient_taps=self.objective.gradient_taps,
         )
         loss, values = self.objective.compute(
             trace, self.objective_layer, sample_weight, tape)

@@ -1,0 +1,149 @@
+"""The one home of the tests' data and model builders.
+
+`binary_data` and `mlp_vae` are the small problems most tests share;
+`MODEL_ZOO` builds one small model per latent family for the model-level
+harness (`tests/model_harness.py`). Estimator- and disentanglement-specific
+helpers stay beside their tests (`tests/objectives/estimator_checks.py`,
+`tests/disentanglement/toy.py`).
+"""
+
+import keras
+import numpy as np
+
+import keras_vae
+
+
+def binary_data(n=512, d=32, seed=0):
+    """Noisy copies of 4 binary prototypes: a VAE can learn it quickly."""
+    rng = np.random.default_rng(seed)
+    protos = rng.uniform(size=(4, d)) < 0.5
+    idx = rng.integers(0, 4, n)
+    flip = rng.uniform(size=(n, d)) < 0.05
+    return np.where(flip, ~protos[idx], protos[idx]).astype("float32")
+
+
+def mlp_vae(d=32, latent=2, hidden=32, seed=0, name="vae", **head_kwargs):
+    """x (d) -> Dense -> GaussianEncoderHead -> KL -> z -> Dense -> logits."""
+    x_in = keras.Input((d,), name="x")
+    h = keras.layers.Dense(hidden, activation="relu")(x_in)
+    q = keras_vae.GaussianEncoderHead(latent_dim=latent, **head_kwargs)(h)
+    q = keras_vae.KLRegularizer()(q)
+    z = keras_vae.ReparameterizedSample(seed=seed)(q)
+    h = keras.layers.Dense(hidden, activation="relu")(z)
+    logits = keras.layers.Dense(d)(h)
+    return keras_vae.VAEModel(x_in, logits, name=name)
+
+
+def tiny_vae(d=6, out=None, with_kl=True, second_sampler=False,
+             latent=2, seed=0):
+    """The smallest VAE (bad-input tests): x (d) -> head -> [KL] -> z."""
+    x_in = keras.Input((d,))
+    q = keras_vae.GaussianEncoderHead(latent)(x_in)
+    if with_kl:
+        q = keras_vae.KLRegularizer()(q)
+    z = keras_vae.ReparameterizedSample(seed=seed)(q)
+    if second_sampler:
+        q2 = keras_vae.KLRegularizer()(keras_vae.GaussianEncoderHead(latent)(z))
+        z = keras_vae.ReparameterizedSample(seed=seed + 1)(q2)
+    return keras_vae.VAEModel(x_in, keras.layers.Dense(out or d)(z))
+
+
+# ------------------------------------------------------- the model zoo
+D = 12  # data width of the zoo's flat models
+
+
+def _flat_encoder(hidden=8):
+    x_in = keras.Input((D,), name="x")
+    return x_in, keras.layers.Dense(hidden, activation="tanh")(x_in)
+
+
+def _decoder(z, hidden=8):
+    h = keras.layers.Dense(hidden, activation="tanh")(z)
+    return keras.layers.Dense(D)(h)
+
+
+def zoo_diag(seed=0):
+    x_in, h = _flat_encoder()
+    q = keras_vae.KLRegularizer()(keras_vae.GaussianEncoderHead(3)(h))
+    z = keras_vae.ReparameterizedSample(seed=seed)(q)
+    return keras_vae.VAEModel(x_in, _decoder(z), name="diag")
+
+
+def zoo_full(seed=0):
+    x_in, h = _flat_encoder()
+    q = keras_vae.GaussianEncoderHead(3, covariance="full")(h)
+    z = keras_vae.ReparameterizedSample(seed=seed)(keras_vae.KLRegularizer()(q))
+    return keras_vae.VAEModel(x_in, _decoder(z), name="full")
+
+
+def zoo_iaf(seed=0):
+    x_in, h = _flat_encoder()
+    loc, scale = keras_vae.KLRegularizer()(keras_vae.GaussianEncoderHead(3)(h))
+    z = keras_vae.IAFSample(num_flows=2, hidden_units=(8,), seed=seed)(
+        [loc, scale, h])
+    return keras_vae.VAEModel(x_in, _decoder(z), name="iaf")
+
+
+def zoo_gumbel(seed=0):
+    x_in, h = _flat_encoder()
+    logits = keras_vae.KLRegularizer()(keras_vae.GumbelSoftmaxHead(2, 3)(h))
+    z = keras_vae.GumbelSoftmaxSample(temperature=0.5, seed=seed)(logits)
+    return keras_vae.VAEModel(
+        x_in, _decoder(keras.layers.Flatten()(z)), name="gumbel")
+
+
+def zoo_categorical(seed=0):
+    x_in, h = _flat_encoder()
+    logits = keras_vae.KLRegularizer()(keras_vae.GumbelSoftmaxHead(1, 4)(h))
+    z = keras_vae.CategoricalSample(seed=seed)(logits)
+    return keras_vae.VAEModel(
+        x_in, _decoder(keras.layers.Flatten()(z)), name="categorical")
+
+
+def zoo_two_level(seed=0):
+    x_in, h = _flat_encoder()
+    q2 = keras_vae.KLRegularizer(name="kl_z2")(
+        keras_vae.GaussianEncoderHead(2, name="q_z2")(h))
+    z2 = keras_vae.ReparameterizedSample(seed=seed, name="z2")(q2)
+    p1 = keras_vae.GaussianEncoderHead(3, name="p_z1")(z2)
+    q1 = keras_vae.GaussianEncoderHead(3, name="q_z1")(
+        keras.layers.Concatenate()([h, z2]))
+    q1 = keras_vae.KLRegularizer(name="kl_z1")([q1, p1])
+    z1 = keras_vae.ReparameterizedSample(seed=seed + 1, name="z1")(q1)
+    return keras_vae.VAEModel(x_in, _decoder(z1), name="two_level")
+
+
+SPATIAL = (4, 4, 3)  # one spatial example: (h, w, channels)
+
+
+def zoo_spatial(seed=0):
+    """A fully convolutional model, sizes unknown: (B, h, w, 3) -> latent
+    (B, h/2, w/2, 2) -> Bernoulli logits of the input's shape."""
+    x_in = keras.Input((None, None, SPATIAL[-1]), name="x")
+    h = keras.layers.Conv2D(4, 3, strides=2, padding="same",
+                            activation="tanh")(x_in)
+    q = keras_vae.GaussianEncoderHead(2, flatten=False)(h)
+    z = keras_vae.ReparameterizedSample(seed=seed)(keras_vae.KLRegularizer()(q))
+    h = keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same",
+                                     activation="tanh")(z)
+    out = keras.layers.Conv2D(SPATIAL[-1], 1)(h)
+    return keras_vae.VAEModel(x_in, out, name="spatial")
+
+
+MODEL_ZOO = {
+    "diag": zoo_diag,
+    "full": zoo_full,
+    "iaf": zoo_iaf,
+    "gumbel": zoo_gumbel,
+    "categorical": zoo_categorical,
+    "two_level": zoo_two_level,
+    "spatial": zoo_spatial,
+}
+
+
+def zoo_data(name, n=64, seed=0):
+    """Binary data of the shape the zoo model `name` reads."""
+    if name == "spatial":
+        rng = np.random.default_rng(seed)
+        return (rng.uniform(size=(n,) + SPATIAL) < 0.3).astype("float32")
+    return binary_data(n, d=D, seed=seed)
