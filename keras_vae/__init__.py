@@ -30,6 +30,7 @@ from keras_vae.layers import (
     LatentSample,
     ReparameterizedSample,
 )
+from keras_vae.layers import PatchGANDiscriminator, SharedLogScale
 from keras_vae.models import VAEModel
 
 __version__ = "0.1.0"
@@ -43,6 +44,8 @@ __all__ = [
     "KLRegularizer",
     "LatentSample",
     "ReparameterizedSample",
+    "PatchGANDiscriminator",
+    "SharedLogScale",
     "VAEModel",
     "callbacks",
     "datasets",

@@ -157,3 +157,11 @@ def amortization_gap(model, x, refine_steps=200, num_samples=1000,
     means["amortization_gap"] = means["refined_elbo"] - means["elbo"]
     means["total_gap"] = means["log_likelihood"] - means["elbo"]
     return {k: float(v) for k, v in means.items()}
+
+
+# Image metrics (FID, PSNR, SSIM) live in keras_vae/evaluate_images.py.
+from keras_vae.evaluate_images import (  # noqa: E402
+    frechet_distance,
+    frechet_distance_from_moments,
+    reconstruction_quality,
+)

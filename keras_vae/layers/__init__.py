@@ -8,6 +8,8 @@ from keras_vae.layers.iaf_sample import IAFSample
 from keras_vae.layers.kl_regularizer import KLRegularizer
 from keras_vae.layers.latent_sample import LatentSample
 from keras_vae.layers.reparameterized_sample import ReparameterizedSample
+from keras_vae.layers.patchgan_discriminator import PatchGANDiscriminator
+from keras_vae.layers.shared_log_scale import SharedLogScale
 
 __all__ = [
     "CategoricalSample",
@@ -18,4 +20,6 @@ __all__ = [
     "KLRegularizer",
     "LatentSample",
     "ReparameterizedSample",
+    "PatchGANDiscriminator",
+    "SharedLogScale",
 ]

@@ -15,6 +15,9 @@ from keras_vae.losses.discretized_logistic_mixture import (
 from keras_vae.losses.gaussian import GaussianNLL
 from keras_vae.losses.negative_binomial import NegativeBinomialNLL
 from keras_vae.losses.poisson import PoissonNLL
+from keras_vae.losses.laplace import LaplaceNLL
+from keras_vae.losses.perceptual import PerceptualDistance
+from keras_vae.losses.vgg16_lpips import vgg16_lpips_features
 
 __all__ = [
     "LikelihoodLoss",
@@ -26,4 +29,7 @@ __all__ = [
     "PoissonNLL",
     "NegativeBinomialNLL",
     "BetaNLL",
+    "LaplaceNLL",
+    "PerceptualDistance",
+    "vgg16_lpips_features",
 ]
