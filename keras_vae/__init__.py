@@ -30,6 +30,11 @@ from keras_vae.layers import (
     LatentSample,
     ReparameterizedSample,
 )
+from keras_vae.layers import (
+    FiniteScalarQuantizer,
+    ResidualVectorQuantizer,
+    VectorQuantizer,
+)
 from keras_vae.models import VAEModel
 
 __version__ = "0.1.0"
@@ -44,6 +49,9 @@ __all__ = [
     "LatentSample",
     "ReparameterizedSample",
     "VAEModel",
+    "FiniteScalarQuantizer",
+    "ResidualVectorQuantizer",
+    "VectorQuantizer",
     "callbacks",
     "datasets",
     "disentanglement",

@@ -1,6 +1,7 @@
 """The layers that turn a Keras model into a VAE."""
 
 from keras_vae.layers.categorical_sample import CategoricalSample
+from keras_vae.layers.finite_scalar_quantizer import FiniteScalarQuantizer
 from keras_vae.layers.gaussian_encoder_head import GaussianEncoderHead
 from keras_vae.layers.gumbel_softmax_head import GumbelSoftmaxHead
 from keras_vae.layers.gumbel_softmax_sample import GumbelSoftmaxSample
@@ -8,6 +9,8 @@ from keras_vae.layers.iaf_sample import IAFSample
 from keras_vae.layers.kl_regularizer import KLRegularizer
 from keras_vae.layers.latent_sample import LatentSample
 from keras_vae.layers.reparameterized_sample import ReparameterizedSample
+from keras_vae.layers.residual_vector_quantizer import ResidualVectorQuantizer
+from keras_vae.layers.vector_quantizer import VectorQuantizer
 
 __all__ = [
     "CategoricalSample",
@@ -18,4 +21,7 @@ __all__ = [
     "KLRegularizer",
     "LatentSample",
     "ReparameterizedSample",
+    "FiniteScalarQuantizer",
+    "ResidualVectorQuantizer",
+    "VectorQuantizer",
 ]
