@@ -31,6 +31,11 @@ from keras_vae.layers import (
     ReparameterizedSample,
 )
 from keras_vae.layers import PatchGANDiscriminator, SharedLogScale
+from keras_vae.layers import (
+    FiniteScalarQuantizer,
+    ResidualVectorQuantizer,
+    VectorQuantizer,
+)
 from keras_vae.models import VAEModel
 
 __version__ = "0.1.0"
@@ -47,6 +52,9 @@ __all__ = [
     "PatchGANDiscriminator",
     "SharedLogScale",
     "VAEModel",
+    "FiniteScalarQuantizer",
+    "ResidualVectorQuantizer",
+    "VectorQuantizer",
     "callbacks",
     "datasets",
     "disentanglement",
