@@ -28,7 +28,9 @@ class MissingIndicator(keras.layers.Layer):
     before the encoder runs, so q(z | x_obs) cannot know which entries
     were missing). Training, `encode`, `elbo`, `log_likelihood`, `impute`
     and the exported signatures all run the same graph. The input must
-    feed this layer and nothing else (`compile` checks).
+    feed this layer and nothing else (`compile` checks), in the
+    `VAEModel`'s own graph: inside a nested `keras.Model` it would get the
+    zero-filled rows.
 
     Outside a `VAEModel` (a plain Keras model on NaN-marked rows) it works
     the same; `missing_values` then also marks entries equal to that
