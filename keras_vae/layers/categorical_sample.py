@@ -27,8 +27,8 @@ class CategoricalSample(LatentSample):
     reduction:
 
     - `keras_vae.objectives.ELBO`: REINFORCE with control variates, a
-      running-average baseline with variance normalisation and an
-      input-dependent learned baseline (NVIL, Mnih & Gregor 2014);
+      running-average baseline and an input-dependent learned baseline
+      (NVIL, Mnih & Gregor 2014);
     - `keras_vae.objectives.IWAE`: VIMCO's leave-one-out per-sample
       baselines (Mnih & Rezende 2016).
 
