@@ -34,20 +34,6 @@ def mlp_vae(d=32, latent=2, hidden=32, seed=0, name="vae", **head_kwargs):
     return keras_vae.VAEModel(x_in, logits, name=name)
 
 
-def tiny_vae(d=6, out=None, with_kl=True, second_sampler=False,
-             latent=2, seed=0):
-    """The smallest VAE (bad-input tests): x (d) -> head -> [KL] -> z."""
-    x_in = keras.Input((d,))
-    q = keras_vae.GaussianEncoderHead(latent)(x_in)
-    if with_kl:
-        q = keras_vae.KLRegularizer()(q)
-    z = keras_vae.ReparameterizedSample(seed=seed)(q)
-    if second_sampler:
-        q2 = keras_vae.KLRegularizer()(keras_vae.GaussianEncoderHead(latent)(z))
-        z = keras_vae.ReparameterizedSample(seed=seed + 1)(q2)
-    return keras_vae.VAEModel(x_in, keras.layers.Dense(out or d)(z))
-
-
 # ------------------------------------------------------- the model zoo
 D = 12  # data width of the zoo's flat models
 

@@ -108,6 +108,8 @@ def check_round_trip(model, x, tmp_path, latent_shape):
     loaded = keras.saving.load_model(path, safe_mode=True)
     assert loaded.objective.get_config() == model.objective.get_config()
     assert type(loaded.objective) is type(model.objective)
+    assert type(loaded.likelihood) is type(model.likelihood)
+    assert loaded.likelihood.get_config() == model.likelihood.get_config()
     _assert_close_dicts(_variables(model), _variables(loaded), 0, 0,
                         "saved variables")
     if model.objective_layer is not None:

@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras, numpy as np
     from keras_vae.losses import BernoulliNLL
-    from tests.models.conftest import binary_data, mlp_vae
+    from tests.builders import binary_data, mlp_vae
 
     x = binary_data(512)
 

@@ -11,7 +11,7 @@ import keras_vae
 from keras_vae import objectives
 from keras_vae.losses import BernoulliNLL
 from keras_vae.objectives import FactorVAE, FactorVAEDiscriminator
-from tests.models.conftest import binary_data, mlp_vae
+from tests.builders import binary_data, mlp_vae
 from tests.objectives.test_beta_tcvae import (
     gumbel_vae,
     iaf_vae,
