@@ -287,6 +287,7 @@ def run_cell(server, body, reference, clients, requests, budget):
     errors = [e for t in threads for e in t.errors]
     errors += [f"{stuck} clients did not finish"] * bool(stuck)
     return {"requests": len(latencies), "errors": errors, "wall": wall,
+            "cut": len(latencies) < clients * requests,
             "latencies_ms": latencies, "server_cpu": cpu,
             "rss": proc_memory_mib(server.pid)[0]}
 
@@ -365,7 +366,7 @@ def bad_request_checks(server, max_batch):
         if status != want or not message:
             failures.append(f"{name}: HTTP {status} ({message[:200]}), "
                             f"expected {want}")
-        lines.append(f"| {name} | {status} | {message[:110]} |")
+        lines.append(f"| {name} | {status} | {short(message)} |")
     status, _ = post(server.port, base + ":predict",
                      json.dumps({"instances": [[0.0] * DIM]}).encode())
     if status != 200:
@@ -374,6 +375,17 @@ def bad_request_checks(server, max_batch):
 
 
 # ---------------------------------------------------------------- report
+def short(message, width=150):
+    """An error message for a table cell: what it is about and, for the
+    "Invalid value received for input ..." ones, what was received."""
+    head, sep, received = message.partition(" Expected ")
+    if sep and "Received: " in received:
+        message = head + " ... Received: " + received.split("Received: ",
+                                                            1)[1]
+    message = message.replace("|", "\\|")
+    return message if len(message) <= width else message[:width] + "..."
+
+
 def cell_row(signature, batch, clients, cell):
     ms = cell["latencies_ms"]
     n = cell["requests"]
@@ -435,7 +447,7 @@ def main(argv=None):
     requests = harness.synthetic_binary(max(args.batch_sizes),
                                         seed=REQUEST_SEED)
     tmp = tempfile.mkdtemp(prefix="serving_load-")
-    server, rows, all_errors = None, [], []
+    server, rows, all_errors, cut = None, [], [], []
     try:
         model_dir = os.path.join(tmp, "saved_model")
         _, export_s = harness.timed(lambda: vae.export_serving(
@@ -469,6 +481,9 @@ def main(argv=None):
                                     references[signature, batch], clients,
                                     args.requests, args.budget)
                     rows.append(cell_row(signature, batch, clients, cell))
+                    if cell["cut"]:
+                        cut.append(f"`{signature}` batch {batch}, {clients} "
+                                   f"clients")
                     all_errors += cell["errors"]
                     print("  " + " | ".join(str(c) for c in rows[-1]),
                           flush=True)
@@ -506,11 +521,17 @@ def main(argv=None):
         "",
         f"- errors: {len(all_errors)} of {total} requests"
         + (f" (first: {all_errors[0]})" if all_errors else ""),
+        *([f"- stopped by the {args.budget:g} s budget before all "
+           f"{args.requests} requests per client: " + "; ".join(cut)]
+          if cut else []),
         f"- server RSS (VmRSS): {rss_ready:.0f} MiB when ready, "
         f"{rss_before:.0f} MiB after the warm-up (before), {rss_after:.0f} "
         f"MiB after the load (after): delta {delta:+.1f} MiB; peak (VmHWM) "
         f"{rss_peak:.0f} MiB; memory flat (delta <= {FLAT_MIB} MiB): "
-        f"{'yes' if flat else 'NO'}",
+        f"{'yes' if flat else 'NO'} ({1024 * delta / max(total, 1):+.1f} "
+        f"KiB per request; one kept `serving_default` request body at "
+        f"batch {max(args.batch_sizes)} would be "
+        f"{len(request_body('serving_default', requests)) / 1024:.0f} KiB)",
         *[f"- {line}" for line in checks], "",
         f"Malformed requests after the load (each must get its 4xx; then a "
         f"valid request got HTTP {after_status}; server alive: "

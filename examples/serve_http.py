@@ -86,6 +86,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -281,13 +282,17 @@ class ModelServer:
             allow_nan == "auto" and "impute" in self.signatures))
         self._slots = threading.BoundedSemaphore(max_inflight)
         self.max_inflight = max_inflight
-        self.warmed = []
+        self.warmed, self.warmup_errors = [], {}
         if warmup:
             for key, sig in self.signatures.items():
                 arrays = sig.warmup_arrays()
-                if arrays is not None:
+                if arrays is None:
+                    continue
+                try:
                     sig.call(arrays)
                     self.warmed.append(key)
+                except Exception as err:  # served anyway; requests will say
+                    self.warmup_errors[key] = f"{type(err).__name__}: {err}"
 
     # ---------------------------------------------------------- status
     def status(self):
@@ -308,7 +313,7 @@ class ModelServer:
 
     # --------------------------------------------------------- predict
     def predict(self, body):
-        """`body` (bytes) -> the response object; raises RequestError."""
+        """`body` (bytes) -> the answer's JSON text; raises RequestError."""
         request = self._parse(body)
         sig = self._signature(request)
         row_form = "instances" in request
@@ -335,6 +340,10 @@ class ModelServer:
     def _parse(self, body):
         try:
             request = json.loads(body)
+        except RecursionError:
+            raise RequestError(
+                400, "The request body nests lists or objects too deeply to "
+                "read.") from None
         except (UnicodeDecodeError, ValueError) as err:
             raise RequestError(
                 400, f"The request body is not valid JSON: {err}. Expected "
@@ -697,6 +706,7 @@ class Handler(BaseHTTPRequestHandler):
         except RequestError as err:
             self._error(err.status, err.message)
         except Exception as err:  # never let a request take the server down
+            traceback.print_exc()
             self._error(500, f"Internal error: {type(err).__name__}: {err}",
                         close=True)
 
@@ -875,6 +885,7 @@ def main(argv=None):
         "event": "ready", "url": f"http://{host}:{port}/v1/models/{args.name}",
         "host": host, "port": port, "pid": os.getpid(),
         "signatures": sorted(model.signatures), "warmed": model.warmed,
+        "warmup_errors": model.warmup_errors,
         "nan_allowed": model.nan_allowed, "load_s": round(model.load_seconds, 3),
         "keras_vae_imported": any(
             m.split(".")[0] == "keras_vae" and sys.modules[m] is not None

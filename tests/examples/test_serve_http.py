@@ -109,6 +109,7 @@ def served(tmp_path_factory):
     assert '{"event": "stopped"}' in open(log_path).read()
 
 
+@pytest.mark.slow  # the server: a second interpreter
 def test_status_metadata_and_a_process_without_keras_vae(served):
     port, _, ready = served
     assert ready["keras_vae_imported"] is False
@@ -206,6 +207,7 @@ BAD = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(BAD))
 def test_a_malformed_request_gets_its_4xx_and_the_server_answers_on(
         served, name):
@@ -224,6 +226,7 @@ def test_a_malformed_request_gets_its_4xx_and_the_server_answers_on(
                                atol=1e-6)
 
 
+@pytest.mark.slow
 def test_valid_requests_give_the_in_memory_models_numbers(served):
     port, vae, _ = served
     conn = Connection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
@@ -287,6 +290,7 @@ def test_valid_requests_give_the_in_memory_models_numbers(served):
         conn.close()
 
 
+@pytest.mark.slow
 def test_expect_100_continue_refuses_a_large_body_before_it_is_sent(served):
     port = served[0]
     with socket.create_connection(("127.0.0.1", port),
@@ -306,6 +310,7 @@ def test_expect_100_continue_refuses_a_large_body_before_it_is_sent(served):
     assert "--max-body-bytes" in json.loads(body)["error"]
 
 
+@pytest.mark.slow
 def test_concurrent_clients_mixing_good_and_bad_requests(served):
     port, vae, _ = served
     expected = vae.reconstruct(X)
@@ -428,3 +433,57 @@ def test_json_array_reads_back_exactly(serve_http, shape):
         assert "NaN" in serve_http.json_array(a)
         assert np.isnan(np.asarray(json.loads(serve_http.json_array(a)),
                                    np.float32).flat[0])
+
+
+def test_a_conditional_model_takes_named_inputs_in_both_forms(
+        tmp_path, serve_http):
+    x_in, y_in = keras.Input((DIM,), name="x"), keras.Input((2,), name="label")
+    q = keras_vae.KLRegularizer()(keras_vae.GaussianEncoderHead(2)(x_in))
+    z = keras_vae.ReparameterizedSample(seed=1)(q)
+    out = keras.layers.Dense(DIM)(keras.layers.Concatenate()([z, y_in]))
+    vae = keras_vae.VAEModel([x_in, y_in], out)
+    vae.compile(loss=keras_vae.losses.BernoulliNLL())
+    path = str(tmp_path / "cvae")
+    vae.export_serving(path, log_likelihood_samples=4)
+    server = serve_http.ModelServer(path, max_batch=4)
+    assert set(server.warmed) == set(server.signatures)
+    y = np.eye(2, dtype=np.float32)[[0, 1, 1]]
+    expected = vae.reconstruct([X, y])
+
+    def predict(request):
+        return json.loads(server.predict(json.dumps(request).encode()))
+
+    rows = [{"x": a.tolist(), "input_1": b.tolist()} for a, b in zip(X, y)]
+    np.testing.assert_allclose(predict({"instances": rows})["predictions"],
+                               expected, atol=1e-6)
+    np.testing.assert_allclose(
+        predict({"inputs": {"x": X.tolist(), "input_1": y.tolist()}})[
+            "outputs"], expected, atol=1e-6)
+    # sample: one row of the condition, num_samples rows out.
+    samples = predict({"signature_name": "sample", "inputs": {
+        "num_samples": 2, "seed": 3, "input_1": y[:1].tolist()}})["outputs"]
+    assert np.asarray(samples).shape == (2, DIM)
+    ll = predict({"signature_name": "log_likelihood", "inputs": {
+        "x": X.tolist(), "input_1": y.tolist(), "targets": X.tolist()}})
+    assert np.asarray(ll["outputs"]).shape == (len(X),)
+
+    bad = {
+        "plain rows": ({"instances": X.tolist()},
+                       ["several inputs ['x', 'input_1']", "object"]),
+        "rows without a name": ({"instances": [{"x": X[0].tolist()}]},
+                                ["instance 0", "missing inputs ['input_1']"]),
+        "rows that differ in number": (
+            {"inputs": {"x": X.tolist(), "input_1": y[:2].tolist()}},
+            ["same number of rows", "'x': 3", "'input_1': 2"]),
+        "a bare array": ({"inputs": X.tolist()}, ["several inputs",
+                                                   "mapping each name"]),
+        "a wrong condition": (
+            {"inputs": {"x": X.tolist(), "input_1": X.tolist()}},
+            ["input `input_1`", "(batch, 2)", "shape (3, 8)"]),
+    }
+    for name, (request, parts) in bad.items():
+        with pytest.raises(serve_http.RequestError) as err:
+            predict(request)
+        assert err.value.status == 400, name
+        for part in parts:
+            assert part in err.value.message, (name, part, err.value.message)
