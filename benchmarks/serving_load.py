@@ -23,28 +23,31 @@ errors         non-200 answers, broken connections, timeouts, or an answer
 RSS            the server's resident memory (/proc/<pid>/status VmRSS)
 ```
 
-Before the timed cells every (signature, batch) is requested a few times
-(`WARMUP_REQUESTS`, one client, then as many from each of the most
-clients at once) and its first answer kept as the reference: the
-`serving_default` one is checked against the in-memory
+Before the timed cells every (signature, batch) is requested
+`WARMUP_REQUESTS` times by one client and its first answer kept as the
+reference, then `--warmup` times by each of the most clients at once. The
+`serving_default` reference is checked against the in-memory
 `vae.reconstruct(x)`, the `log_likelihood` one against the in-memory
 `vae.log_likelihood(x, K)` (other noise, so within Monte Carlo error only);
 both signatures are deterministic, so every answer under load must equal
-its reference (byte for byte, or else to 1e-5). The server's RSS is read
-when it is ready (each signature called once on one row), after this
-warm-up ("before"; the server's threads and TensorFlow's allocator have
-then met every request size and the full concurrency), after each cell and at the
-end ("after"); memory is flat when after - before <= `FLAT_MIB`. At the
-end, the malformed requests of `BAD_REQUESTS` are sent (each must get its
-4xx) and then one valid request (which must still be answered).
+its reference (byte for byte, or else to 1e-5).
+
+The server's RSS is read when it is ready (each signature called once on
+one row), after the warm-up ("before": the server's threads and
+TensorFlow's allocator have then met every request size at the full
+concurrency), after each cell, and at the end ("after"); memory is flat
+when after - before <= `FLAT_MIB`. The server runs with its default
+`--malloc-arenas 2` (see examples/serve_http.py). At the end the malformed
+requests of `BAD_REQUESTS` are sent (each must get its 4xx), then one
+valid request (which must still be answered).
 
 The machine's load average (`/proc/loadavg`) is printed before and after:
 the clients, the server and any other process share the cores, so on a
 shared machine absolute numbers are noisy (the server CPU per request is
 the steadier figure).
 
-    python benchmarks/serving_load.py            # ~2-4 min on 2 shared cores
-    python benchmarks/serving_load.py --quick    # smoke test, ~20-30 s
+    python benchmarks/serving_load.py            # ~3-4 min on 2 shared cores
+    python benchmarks/serving_load.py --quick    # smoke test, ~20-35 s
     python benchmarks/serving_load.py --clients 1 8 --requests 100 --output load.md
 """
 
@@ -82,10 +85,12 @@ STOP_TIMEOUT_S = 15
 FLAT_MIB = 32             # allowed RSS growth from before to after the load
 ATOL = 1e-5
 DEFAULTS = {"epochs": 1, "examples": 4096, "clients": (1, 4, 16),
-            "batch_sizes": (1, 32), "requests": 60, "ll_samples": 100,
+            "batch_sizes": (1, 32), "requests": 60, "warmup": 8,
+            "ll_samples": 100,
             "budget": 60.0, "max_batch": 64, "max_inflight": 2}
 QUICK = {"epochs": 0, "examples": 256, "clients": (1, 16),
-         "batch_sizes": (1, 32), "requests": 3, "ll_samples": 10,
+         "batch_sizes": (1, 32), "requests": 3, "warmup": 2,
+         "ll_samples": 10,
          "budget": 10.0, "max_batch": 64, "max_inflight": 2}
 # name: (request body, path suffix, expected status); the model has one
 # input `x` of shape (batch, 784) and no `impute` signature.
@@ -408,6 +413,9 @@ def parse_args(argv):
                    help="rows per request (default 1 32)")
     p.add_argument("--requests", type=int,
                    help="requests per client per cell (default 60)")
+    p.add_argument("--warmup", type=int,
+                   help="warm-up requests per client at the most clients, "
+                   "per signature and batch (default 8)")
     p.add_argument("--ll-samples", type=int,
                    help="K of the exported log_likelihood (default 100)")
     p.add_argument("--budget", type=float,
@@ -418,7 +426,8 @@ def parse_args(argv):
     p.add_argument("--max-inflight", type=int,
                    help="the server's --max-inflight (default 2)")
     args = harness.fill(p.parse_args(argv), DEFAULTS, QUICK)
-    harness.positive(p, args, "examples", "requests", "ll_samples", "budget",
+    harness.positive(p, args, "examples", "requests", "warmup", "ll_samples",
+                     "budget",
                      "max_batch", "max_inflight")
     if args.epochs < 0:
         p.error("--epochs must be >= 0")
@@ -464,7 +473,7 @@ def main(argv=None):
         for (signature, batch), reference in references.items():
             # At full concurrency too: the threads' allocations settle.
             warm = run_cell(server, request_body(signature, requests[:batch]),
-                            reference, max(args.clients), WARMUP_REQUESTS,
+                            reference, max(args.clients), args.warmup,
                             args.budget)
             if warm["errors"]:
                 raise RuntimeError(f"concurrent warm-up of {signature} at "

@@ -469,7 +469,7 @@ def test_a_conditional_model_takes_named_inputs_in_both_forms(
 
     bad = {
         "plain rows": ({"instances": X.tolist()},
-                       ["several inputs ['x', 'input_1']", "object"]),
+                       ["several inputs ['input_1', 'x']", "object"]),
         "rows without a name": ({"instances": [{"x": X[0].tolist()}]},
                                 ["instance 0", "missing inputs ['input_1']"]),
         "rows that differ in number": (
