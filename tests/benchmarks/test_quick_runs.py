@@ -45,6 +45,12 @@ EXPECTED = {
         "| serving_default | SavedModel | 16 |",
         "| vae.log_likelihood(x, K=10) | in-memory | 16 |",
         "All five signatures have the documented output names"]),
+    "serving_load": ([], [
+        "| `serving_default` | 1 | 1 |", "| `serving_default` | 32 | 16 |",
+        "| `log_likelihood` | 1 | 16 |", "| `log_likelihood` | 32 | 1 |",
+        "- errors: 0 of ", "memory flat (delta <= ", "server alive: yes",
+        "| NaN | 400 |", "| oversize batch | 400 |",
+        "| body too large | 413 |", "| malformed JSON | 400 |"]),
 }
 
 
