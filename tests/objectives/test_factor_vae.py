@@ -213,7 +213,7 @@ def test_bad_options_are_refused():
     vae = mlp_vae(latent=2)
     vae.compile(loss=BernoulliNLL(), jit_compile=False)
     with pytest.raises(ValueError, match=r"made by `compile`"):
-        FactorVAE().loss(vae.trace(X[:8], X[:8]))
+        FactorVAE().compute(vae.trace(X[:8], X[:8]))
 
 
 @pytest.mark.parametrize("build, message", [
