@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_vae import _validation as v
 from keras_vae.layers import _codebook as cb
-from keras_vae.layers._seed_state import SavesSeedState
+from keras_vae.seed_state import SavesSeedState
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
