@@ -304,9 +304,7 @@ class VAEInference:
                              autograph=False)
             self._parts.functions[key] = fn
         if seed is None:
-            # The first latent's noise stream: reproducible from the
-            # model's state (saved with it), and it moves on each call.
-            seed = self.levels[0].sampler.seed_generator.next()
+            seed = self._noise_seed()
         else:
             seed = v.check_seed("seed", seed)
         results = []
@@ -323,6 +321,16 @@ class VAEInference:
             if bar is not None:
                 bar.add(1)
         return np.concatenate(results)
+
+    def _noise_seed(self):
+        """The first random latent's noise stream: reproducible from the
+        model's state (saved with it), and it moves on each call. A model
+        whose latents are all quantized draws nothing: 0."""
+        for level in self.levels:
+            generator = getattr(level.sampler, "seed_generator", None)
+            if generator is not None:
+                return generator.next()
+        return 0
 
     def log_likelihood(self, x, num_samples=1000, batch_size=None, y=None,
                        seed=None, verbose=0, refine_steps=0,

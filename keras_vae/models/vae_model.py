@@ -31,16 +31,20 @@ class _Parts:
         self.trackers = {}
 
     def loss_layers(self):
-        """Each layer of the stages and decoder once (for layer losses:
-        regularisers, `add_loss`). The KLRegularizers inside are markers
-        that add none (the objective has the KL)."""
+        """Each layer of the stages and decoder once, and the quantizers
+        (which the trace calls between them), for layer losses:
+        regularisers, `add_loss` (a quantizer's commitment loss). The
+        KLRegularizers inside are markers that add none (the objective
+        has the KL)."""
         seen, layers = set(), []
         models = [level.stage for level in self.graph.levels]
-        for model in models + [self.graph.decoder]:
-            for layer in model.layers:
-                if id(layer) not in seen:
-                    seen.add(id(layer))
-                    layers.append(layer)
+        quantizers = [level.quantizer for level in self.graph.levels
+                      if level.quantizer is not None]
+        for layer in [l for m in models + [self.graph.decoder]
+                      for l in m.layers] + quantizers:
+            if id(layer) not in seen:
+                seen.add(id(layer))
+                layers.append(layer)
         return layers
 
 
