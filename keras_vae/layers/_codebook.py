@@ -4,11 +4,11 @@ Private: `VectorQuantizer`, `ResidualVectorQuantizer` and
 `FiniteScalarQuantizer` use these; the public contract is on the classes.
 """
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_vae import _validation as v
+from keras_vae import random as random_lib
 
 
 def float_dtype(layer):
@@ -66,8 +66,11 @@ def cluster_stats(z, idx, num_codes):
 
 
 def random_rows(z, n, seed_generator):
-    """`n` rows of `z` drawn uniformly (the first replica's draw)."""
-    u = keras.random.uniform((n,), seed=seed_generator, dtype="float32")
+    """`n` rows of `z` drawn uniformly (the first replica's draw). The
+    draw is `keras_vae.random.uniform`'s, identical with and without XLA
+    (`keras.random.uniform`'s is not), so a compiled train step restarts
+    and initialises the codebook as an eager one does."""
+    u = random_lib.uniform((n,), seed_generator=seed_generator)
     size = tf.shape(z)[0]
     idx = tf.minimum(tf.cast(u * tf.cast(size, tf.float32), tf.int32),
                      size - 1)

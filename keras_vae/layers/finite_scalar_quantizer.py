@@ -42,7 +42,10 @@ class FiniteScalarQuantizer(cb.TracksUsage, keras.layers.Layer):
     practice nearly all are used (Mentzer et al.). The bound is the
     paper's, including its `tan` shift for even levels. The input's last
     axis must have `len(levels)` features: put a `Dense(len(levels))`
-    before the layer (and one to the decoder's width after it).
+    before the layer (and one to the decoder's width after it). The grid
+    is at unit scale: features near 0 (small activations through a fresh
+    projection) all round to the centre, exactly 0, where a ReLU decoder
+    has no gradient; normalise them first (e.g. `LayerNormalization`).
 
     `codes()` gives the integer code of each position, `lookup()` the grid
     vector of a code; `num_codes` is prod(levels) and `log_num_codes` its

@@ -12,6 +12,8 @@ method of the same name compute the same thing by construction:
 | `reconstruct(model, xs)` | E[x \\| z] with every level at its posterior mode |
 | `mode_pass(model, xs, decode)` | posterior params and mode z per level (+ likelihood params) |
 | `decode(model, inputs)` | likelihood parameters of the decoder's inputs (z..., conditions) |
+| `encode_codes(model, xs)` | the integer codes of each quantized level at the posterior mode |
+| `decode_codes(model, inputs)` | likelihood parameters of `[codes per latent the decoder reads..., conditions]` |
 | `sample(model, xs, num_rows, seed, latent_shapes)` | the likelihood mean of ancestral prior draws |
 | `log_likelihood(model, x, y, K, chunk, seed, params)` | log (1/K) Σ_k w_k per example |
 | `elbo(model, x, y, K, chunk, seed, params)` | (1/K) Σ_k log p(x \\| z_k) - KL per example |
@@ -54,6 +56,28 @@ def mode_pass(model, xs, decode=True):
 def decode(model, inputs):
     """The decoder's output (likelihood parameters) for `[z..., conds]`."""
     return model.decoder(list(inputs), training=False)
+
+
+def encode_codes(model, xs):
+    """The codes of each quantized level (int32 `(B, ...)`, a trailing
+    stage axis for residual VQ) at the posterior mode, in `levels` order:
+    the codes whose vectors `reconstruct` decodes."""
+    trace = model.trace(xs, mode=MODE, decode=False)
+    return [level.quantizer.codes(record.params[0])
+            for level, record in zip(model.levels, trace.levels)
+            if level.quantizer is not None]
+
+
+def decode_codes(model, inputs):
+    """The decoder's output for `[codes of each latent the decoder reads
+    (graph.decoder_z, all quantized)..., conditions]`: each level's
+    `lookup(codes)` (the vectors its forward pass outputs for those
+    codes) decoded. The lookup checks the codes' range (a
+    `tf.debugging` assertion, which XLA drops: check before a jit call)."""
+    n = len(model.graph.decoder_z)
+    zs = [model.levels[d].quantizer.lookup(codes)
+          for d, codes in zip(model.graph.decoder_z, inputs[:n])]
+    return decode(model, zs + list(inputs[n:]))
 
 
 def sample(model, xs, num_rows, seed, latent_shapes=None):

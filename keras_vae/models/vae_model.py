@@ -31,16 +31,20 @@ class _Parts:
         self.trackers = {}
 
     def loss_layers(self):
-        """Each layer of the stages and decoder once (for layer losses:
-        regularisers, `add_loss`). The KLRegularizers inside are markers
-        that add none (the objective has the KL)."""
+        """Each layer of the stages and decoder once, and the quantizers
+        (which the trace calls between them), for layer losses:
+        regularisers, `add_loss` (a quantizer's commitment loss). The
+        KLRegularizers inside are markers that add none (the objective
+        has the KL)."""
         seen, layers = set(), []
         models = [level.stage for level in self.graph.levels]
-        for model in models + [self.graph.decoder]:
-            for layer in model.layers:
-                if id(layer) not in seen:
-                    seen.add(id(layer))
-                    layers.append(layer)
+        quantizers = [level.quantizer for level in self.graph.levels
+                      if level.quantizer is not None]
+        for layer in [l for m in models + [self.graph.decoder]
+                      for l in m.layers] + quantizers:
+            if id(layer) not in seen:
+                seen.add(id(layer))
+                layers.append(layer)
         return layers
 
 
@@ -85,6 +89,19 @@ class VAEModel(VAEInference, keras.Model):
     Metrics reported by `fit` / `evaluate`: `loss` (what is minimised),
     `elbo` (per-example ELBO, β = 1), `reconstruction` (-E_q log p(x|z))
     and `kl` (KL(q ‖ p), β = 1).
+
+    Vector-quantised latents: a quantizer (`VectorQuantizer`,
+    `ResidualVectorQuantizer`, `FiniteScalarQuantizer`) between encoder
+    and decoder is a latent level on its own, with no `KLRegularizer`:
+    a deterministic one-hot posterior and a uniform prior over the codes,
+    so the KL is log K per position and the ELBO log p(x | z_q) - log K ·
+    positions (`keras_vae.models.quantized`); the loss adds the layer's
+    commitment (and codebook) losses. `fit` also reports `perplexity` and
+    `codebook_usage`; `encode_codes(x)` and `decode_codes(codes)` map data
+    to integer codes and codes to the decoder's output. With K samples
+    the draws are identical (the ELBO's value does not change; IWAE is
+    refused). `sample` refuses: a uniform draw of codes is not a useful
+    sample (fit a prior over the codes and decode its draws).
 
     Example:
 
@@ -458,7 +475,25 @@ class VAEModel(VAEInference, keras.Model):
         extra = [l for layer in self._parts.loss_layers() for l in layer.losses]
         if extra:
             loss = loss + tf.add_n([tf.cast(l, tf.float32) for l in extra])
-        return loss, values
+        return loss, {**values, **self._codebook_metrics(trace)}
+
+    def _codebook_metrics(self, trace):
+        """Each quantizer's `usage_metrics` (`perplexity`,
+        `codebook_usage`, per stage for residual VQ), read after the
+        forward pass: the training batch's, recorded by the quantizer's
+        training call; at evaluation the batch's own codes give the
+        perplexity. Suffixed `_<layer name>` when there are several."""
+        pairs = [(level, record)
+                 for level, record in zip(self.levels, trace.levels)
+                 if level.quantizer is not None]
+        out = {}
+        for level, record in pairs:
+            codes = None if trace.training else level.quantizer.codes(
+                record.params[0])
+            suffix = "" if len(pairs) == 1 else f"_{level.name}"
+            for key, value in level.quantizer.usage_metrics(codes).items():
+                out[key + suffix] = value
+        return out
 
     def _update_metrics(self, loss, values, batch):
         self.loss_tracker.update_state(loss, sample_weight=batch)

@@ -207,7 +207,7 @@ def test_a_dead_code_is_reseeded_after_exactly_the_stated_steps(ema_decay):
 
 def test_kmeans_initialisation_from_the_first_training_batch():
     x, centres = _separated(400, k=4, d=3, spread=0.05)
-    layer = _layer(np.full((4, 3), 30.0), kmeans_init=True, kmeans_iters=10,
+    layer = _layer(np.full((4, 3), 30.0), kmeans_init=True, kmeans_iters=25,
                    seed=0, restart_after_steps=None, ema_decay=None)
     layer(x, training=False)  # inference does not initialise
     np.testing.assert_array_equal(layer.codebook.numpy(), 30.0)
