@@ -1,24 +1,11 @@
-"""AutoencoderKL: the loss latent diffusion's KL autoencoder is trained with.
+"""AutoencoderKL: the loss latent diffusion's KL autoencoder is trained with
+(likelihood + per-element LPIPS + kl_weight · KL + an adaptively weighted
+hinge PatchGAN term, the discriminator on its own Adam in the same step).
 
-```none
-rec      = E_b[-log p(x | z)]                          the compiled likelihood (L1: LaplaceNLL(scale=1))
-nll      = rec + perceptual_weight * D * E_b[LPIPS(x, x̂)]            D = elements of one example
-g        = -E_b[mean_patches D_φ(x̂)]                                 hinge generator loss
-λ        = clip(‖∇_W nll‖ / (‖∇_W g‖ + ε), 0, λ_max) * discriminator_weight     W: decoder's last kernel
-on       = 1 if step >= discriminator_start else 0
-loss     = nll + kl_weight * penalty(KL) + λ * on * g + (d_loss - stop_gradient(d_loss))
-d_loss   = on * ½ (mean relu(1 - D_φ(x)) + mean relu(1 + D_φ(x̂)))   (trains D_φ only)
-```
-
-x̂ is the likelihood's mean of the decoder output. Both sides run in one
-(XLA) step: the generator reads D_φ through stopped weights, D_φ reads
-stopped images, and d_loss enters the loss with value 0; D_φ trains on its
-own Adam (the state layer's `optimizer`).
-
-References: Rombach, Blattmann, Lorenz, Esser & Ommer, "High-Resolution
-Image Synthesis with Latent Diffusion Models", 2022 (CompVis
-latent-diffusion, `ldm/modules/losses/contperceptual.py`); Esser, Rombach &
-Ommer, "Taming Transformers for High-Resolution Image Synthesis", 2021.
+References: Rombach et al., "High-Resolution Image Synthesis with Latent
+Diffusion Models", 2022 (CompVis latent-diffusion,
+`ldm/modules/losses/contperceptual.py`); Esser, Rombach & Ommer, "Taming
+Transformers for High-Resolution Image Synthesis", 2021.
 """
 
 import copy
@@ -347,8 +334,8 @@ class AutoencoderKL(Objective):
             kernel = state.refs.kernel
             with tape.stop_recording():
                 g_nll, g_gen = (
-                    tape.gradient(t, kernel,
-                                  unconnected_gradients="zero")
+                    tape.gradient(t, kernel, unconnected_gradients=(
+                        tf.UnconnectedGradients.ZERO))
                     for t in (nll, g))
             ratio = _norm(g_nll) / (_norm(g_gen)
                                     + self.adaptive_weight_epsilon)
