@@ -284,16 +284,16 @@ class AutoencoderKL(Objective):
     def _new_discriminator(self, shape):
         """A new copy of `discriminator` (new weights), built for images of
         `shape`; refuses one whose output is not `(B, h, w, 1)`."""
-        copy = keras.saving.deserialize_keras_object(
+        clone = keras.saving.deserialize_keras_object(
             keras.saving.serialize_keras_object(self.discriminator))
-        out = copy(keras.Input(shape))
+        out = clone(keras.Input(shape))
         out_shape = tuple(getattr(out, "shape", ()))
         if len(out_shape) != 4 or out_shape[-1] != 1:
             raise v.invalid(
                 "discriminator", "a layer mapping images (B, H, W, C) to a "
                 f"patch map of logits (B, h, w, 1); on images {shape} it "
                 f"outputs {out_shape}", self.discriminator)
-        return copy
+        return clone
 
     # ------------------------------------------------------------ compute
     def compute(self, trace, state=None, sample_weight=None, tape=None):
@@ -393,7 +393,7 @@ def _serialize(obj):
 
 
 def _check_perceptual(perceptual):
-    if isinstance(perceptual, dict):  # a copy: deserialising consumes the dict
+    if isinstance(perceptual, dict):  # deserialising consumes the dict
         perceptual = keras.saving.deserialize_keras_object(
             copy.deepcopy(perceptual))
     if perceptual is None or isinstance(perceptual, PerceptualDistance):
@@ -406,7 +406,7 @@ def _check_perceptual(perceptual):
 
 
 def _check_discriminator(discriminator):
-    if isinstance(discriminator, dict):  # a copy: deserialising consumes the dict
+    if isinstance(discriminator, dict):  # deserialising consumes the dict
         discriminator = keras.saving.deserialize_keras_object(
             copy.deepcopy(discriminator))
     if discriminator is None or isinstance(discriminator, keras.layers.Layer):
