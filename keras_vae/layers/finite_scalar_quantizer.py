@@ -157,6 +157,11 @@ class FiniteScalarQuantizer(cb.TracksUsage, keras.layers.Layer):
         return self._usage_metrics(codes)
 
     def call(self, inputs, training=None):
+        return self.quantize_with_losses(inputs, training)[0]
+
+    def quantize_with_losses(self, inputs, training=False):
+        """`(outputs, [])`: what `call` returns, and no loss (the quantizer
+        protocol of `VectorQuantizer.quantize_with_losses`)."""
         b = self._bounded(inputs)
         rounded = tf.round(b)
         if training:
@@ -165,7 +170,7 @@ class FiniteScalarQuantizer(cb.TracksUsage, keras.layers.Layer):
             self._update_usage(counts)
         # Exactly on the grid in value; the gradient of the bound.
         return (rounded + (b - tf.stop_gradient(b))) / self._const(
-            self._half_width)
+            self._half_width), []
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

@@ -284,6 +284,19 @@ class VectorQuantizer(cb.TracksUsage, SavesSeedState, keras.layers.Layer):
         return raw, idx
 
     def call(self, inputs, training=None):
+        outputs, losses = self.quantize_with_losses(inputs, training=training)
+        for loss in losses:
+            self.add_loss(loss)
+        return outputs
+
+    def quantize_with_losses(self, inputs, training=False):
+        """`(outputs, losses)`: what `call` returns and the list of the
+        losses it adds (commitment, and the codebook loss without EMA; none
+        at inference), with the same statistics updates, but without
+        `add_loss`. For callers that need one call's losses for
+        themselves: a layer's loss list is shared by the replicas of a
+        `tf.distribute` strategy, which trace their calls in threads
+        (`VAEModel` reads the losses through this)."""
         z, shape = self._features(inputs)
         raw = tf.convert_to_tensor(self.codebook)
         if training:
@@ -291,15 +304,16 @@ class VectorQuantizer(cb.TracksUsage, SavesSeedState, keras.layers.Layer):
         else:
             idx = cb.nearest(z, self._codes_in_use(raw))
         z_q = tf.gather(self._codes_in_use(raw), idx)
+        losses = []
         if training:
-            self.add_loss(self.commitment_cost * tf.reduce_mean(
+            losses.append(self.commitment_cost * tf.reduce_mean(
                 tf.square(z - tf.stop_gradient(z_q))))
             if self.ema_decay is None:
-                self.add_loss(tf.reduce_mean(
+                losses.append(tf.reduce_mean(
                     tf.square(tf.stop_gradient(z) - z_q)))
         # Straight-through: exactly z_q in value (z - sg(z) is 0), gradient
         # the identity on z.
-        return tf.reshape(z_q + (z - tf.stop_gradient(z)), shape)
+        return tf.reshape(z_q + (z - tf.stop_gradient(z)), shape), losses
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

@@ -26,7 +26,8 @@ trace and the objectives ask of a `LatentSample` and a `KLRegularizer`.
 
 The quantizer protocol (duck-typed, so a user's own quantizer is read
 the same way): a Keras layer called once on the features z_e, with
-`codes(z_e)` -> int32 codes, `lookup(codes)` -> the vectors it outputs,
+`codes(z_e)` -> int32 codes, optionally `quantize_with_losses(z_e,
+training)` -> `(output, losses)` (the call without `add_loss`), `lookup(codes)` -> the vectors it outputs,
 `num_codes`, `log_num_codes` (per position), `usage_metrics(codes=None)`
 -> `{"perplexity", "codebook_usage", ...}`; the codes of one position
 have a trailing axis of size `num_quantizers` when the layer has that
@@ -90,16 +91,34 @@ class QuantizedLatent:
             "log q is 0 and its KL is log_num_codes per position."
         )
 
-    def draw_latent(self, params, context=(), num_samples=1, seed=None,
-                    training=True):
-        """`(z, log_q)`: the quantizer's output repeated `num_samples`
-        times (sample-major) and log q = 0 per row. The layer's own
-        losses and codebook updates happen in this call when training."""
-        del context, seed
-        z = self.quantizer(params[0], training=training)
+    def quantize(self, params, num_samples=1, training=True):
+        """`(z, losses)`: the quantizer's output repeated `num_samples`
+        times (sample-major) and the losses of this call (commitment,
+        codebook; none at inference). Codebook statistics update here when
+        training. Through the layer's `quantize_with_losses` (not
+        `__call__` and its `add_loss`) when it has one: a layer's
+        `add_loss` list is shared by the replicas of a `tf.distribute`
+        strategy, which trace their steps in threads and wait for each
+        other at the quantizer's all-reduce, so a replica reading the list
+        saw the other replica's loss too (a test under MirroredStrategy
+        found the reported loss counting both)."""
+        quantize = getattr(self.quantizer, "quantize_with_losses", None)
+        if quantize is not None:
+            z, losses = quantize(params[0], training=training)
+        else:
+            z = self.quantizer(params[0], training=training)
+            losses = list(self.quantizer.losses)
         if num_samples > 1:
             z = tf.tile(z, tf.concat(
                 [[num_samples], tf.ones_like(tf.shape(z)[1:])], 0))
+        return z, list(losses)
+
+    def draw_latent(self, params, context=(), num_samples=1, seed=None,
+                    training=True):
+        """`(z, log_q)`: `quantize`'s z and log q = 0 per row (its losses
+        are `quantize`'s to return)."""
+        del context, seed
+        z, _ = self.quantize(params, num_samples, training)
         return z, tf.zeros(tf.shape(z)[:1], tf.float32)
 
     def mode(self, params, context=()):

@@ -86,6 +86,9 @@ class LevelTrace:
             the posterior parameters without looking at z).
         z_tap: the level's `GradientTap` when the trace was run with
             `gradient_taps=True` (z went through it), else None.
+        losses: the losses a quantized level's layer added in this pass
+            (commitment, codebook; training only), which
+            `VAEModel.compute_objective` adds to the loss.
     """
 
     name: str
@@ -104,6 +107,7 @@ class LevelTrace:
     z_deps: tuple = ()
     analytic_kl: bool = False
     z_tap: Any = None
+    losses: tuple = ()
 
     def kl_per_dim(self):
         """KL(q ‖ p) per example and latent dimension, `(B, *event)`, when
@@ -393,8 +397,9 @@ def _quantized_level(level, rows, zs, override, k, batch, training,
     rows_k = bool(level.z_deps) and k > 1  # the stage runs on K*B rows
     params, _, context = _run_stage(level, rows, zs, override, rows_k,
                                     training)
-    z, _ = level.sampler.draw_latent(
-        list(params), context, 1 if rows_k else k, training=training)
+    del context  # a quantizer reads only its features
+    z, losses = level.sampler.quantize(list(params), 1 if rows_k else k,
+                                       training=training)
     tap = None
     if gradient_taps:
         tap = GradientTap()
@@ -407,6 +412,7 @@ def _quantized_level(level, rows, zs, override, k, batch, training,
         kl_weight=level.kl.kl_weight, kl_layer=level.kl,
         stage_samples=k if rows_k else 1, sampler=level.sampler,
         z_deps=tuple(level.z_deps), analytic_kl=True, z_tap=tap,
+        losses=tuple(losses),
     )
 
 

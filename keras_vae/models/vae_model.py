@@ -31,20 +31,18 @@ class _Parts:
         self.trackers = {}
 
     def loss_layers(self):
-        """Each layer of the stages and decoder once, and the quantizers
-        (which the trace calls between them), for layer losses:
-        regularisers, `add_loss` (a quantizer's commitment loss). The
-        KLRegularizers inside are markers that add none (the objective
-        has the KL)."""
+        """Each layer of the stages and decoder once (for layer losses:
+        regularisers, `add_loss`). The KLRegularizers inside are markers
+        that add none (the objective has the KL). The quantizers are in
+        neither (the trace calls them between); their losses come with
+        the trace (`LevelTrace.losses`)."""
         seen, layers = set(), []
         models = [level.stage for level in self.graph.levels]
-        quantizers = [level.quantizer for level in self.graph.levels
-                      if level.quantizer is not None]
-        for layer in [l for m in models + [self.graph.decoder]
-                      for l in m.layers] + quantizers:
-            if id(layer) not in seen:
-                seen.add(id(layer))
-                layers.append(layer)
+        for model in models + [self.graph.decoder]:
+            for layer in model.layers:
+                if id(layer) not in seen:
+                    seen.add(id(layer))
+                    layers.append(layer)
         return layers
 
 
@@ -473,6 +471,7 @@ class VAEModel(VAEInference, keras.Model):
         loss, values = self.objective.compute(
             trace, self.objective_layer, sample_weight, tape)
         extra = [l for layer in self._parts.loss_layers() for l in layer.losses]
+        extra += [l for level in trace.levels for l in level.losses]
         if extra:
             loss = loss + tf.add_n([tf.cast(l, tf.float32) for l in extra])
         return loss, {**values, **self._codebook_metrics(trace)}
