@@ -29,6 +29,9 @@ class _Parts:
         self.graph = vae_graph
         self.functions = {}
         self.trackers = {}
+        # The likelihood given to the last `compile`, set before the
+        # objective's `check` and `build` run (Keras sets `loss` later).
+        self.likelihood = None
 
     def loss_layers(self):
         """Each layer of the stages and decoder once (for layer losses:
@@ -224,8 +227,9 @@ class VAEModel(VAEInference, keras.Model):
 
     @property
     def likelihood(self):
-        """The likelihood loss given to `compile` (p(x | z))."""
-        loss = getattr(self, "loss", None)
+        """The likelihood loss given to `compile` (p(x | z)); available to
+        the objective's `check` and `build` during `compile`."""
+        loss = self._parts.likelihood or getattr(self, "loss", None)
         if loss is None:
             raise ValueError(
                 f"VAEModel '{self.name}' is not compiled: its likelihood is "
@@ -303,6 +307,7 @@ class VAEModel(VAEInference, keras.Model):
             v.check_positive_int("num_samples", num_samples)
         self.missing_values = missing_lib.check_missing_values(missing_values)
         objective = objectives.get(objective, num_samples)
+        self._parts.likelihood = loss
         objective.check(self)
         self.objective = objective
         self._track_objective_layer(objective.build(self))
@@ -558,8 +563,16 @@ class VAEModel(VAEInference, keras.Model):
         for g, w in zip(grads, weights):
             split[id(w) in owned][0].append(g)
             split[id(w) in owned][1].append(w)
+        own_grads = split[True][0]
+        scale = getattr(self.optimizer, "dynamic_scale", None)
+        if scale is not None and own_grads and own_grads[0] is not None:
+            # Mixed precision: the model's LossScaleOptimizer scaled the
+            # loss; it unscales its own group, the objective's is unscaled
+            # here (a non-finite result skips the step with the loss's).
+            own_grads = [None if g is None else g / tf.cast(scale, g.dtype)
+                         for g in own_grads]
         return [(self.optimizer, *split[False]),
-                (self._own_optimizer(), *split[True])]
+                (self._own_optimizer(), own_grads, split[True][1])]
 
     def _apply_update(self, grads, weights, loss):
         """The optimizer step, skipped (on one replica) when `loss` is not
@@ -570,7 +583,15 @@ class VAEModel(VAEInference, keras.Model):
             for optimizer, g, w in groups:
                 optimizer.apply_gradients(zip(g, w))
             return
-        apply_unless_not_finite(groups, tf.math.is_finite(loss))
+        finite = tf.math.is_finite(loss)
+        if len(groups) > 1 and getattr(self.optimizer, "dynamic_scale",
+                                       None) is not None:
+            # Loss scaling can overflow the objective's own gradients at a
+            # finite loss: that step is skipped too.
+            finite = tf.logical_and(finite, tf.reduce_all([
+                tf.reduce_all(tf.math.is_finite(g))
+                for g in groups[1][1] if g is not None]))
+        apply_unless_not_finite(groups, finite)
 
     def _count_nonfinite(self, loss, values):
         """Counts the step in the non-finite counters of its terms: the
