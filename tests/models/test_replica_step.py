@@ -303,3 +303,111 @@ def test_uncompilable_replica_part_falls_back_with_a_warning(tmp_path):
     r["xla_train"] = r["xla_test"] = True
     r["mirrored_warnings"] = []
     _check(results, rtol=1e-5, wtol=1e-5)
+
+
+WORKER = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    import keras, numpy as np
+    from keras_vae.losses import BernoulliNLL
+    from tests.models import test_replica_step as t
+
+    out, objective = sys.argv[1], sys.argv[2]
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    ds = tf.data.Dataset.from_tensor_slices(t.binary_data(256)).batch(128)
+    with strategy.scope():
+        vae = t.build_two_worker_vae(objective)
+    hist = vae.fit(ds.with_options(options), epochs=2, verbose=0).history
+    np.savez(out, *vae.get_weights())
+    json.dump({"loss": hist["loss"], "kl": hist["kl"],
+               "replicas": strategy.num_replicas_in_sync,
+               "jit": bool(vae.jit_compile),
+               "xla": vae.train_function.uses_xla()},
+              open(out + ".json", "w"))
+    """
+)
+
+
+def build_two_worker_vae(objective):
+    keras.utils.set_random_seed(0)
+    vae = flat_vae()
+    vae.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+                loss=BernoulliNLL(), objective=objective,
+                num_samples=3 if objective == "iwae" else None)
+    return vae
+
+
+def free_ports(n):
+    """n free TCP ports on 127.0.0.1 (bound together, so distinct)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def run_workers(script, tmp_path, args_of, timeout=150):
+    """Starts one process per worker (TF_CONFIG on 127.0.0.1) and waits at
+    most `timeout` seconds for all; returns their outputs."""
+    path = tmp_path / "worker.py"
+    path.write_text(script)
+    workers = [f"127.0.0.1:{p}" for p in free_ports(len(args_of))]
+    procs = []
+    for index, args in enumerate(args_of):
+        env = dict(
+            os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+            PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            TF_CONFIG=json.dumps({"cluster": {"worker": workers},
+                                  "task": {"type": "worker", "index": index}}),
+        )
+        procs.append(subprocess.Popen(
+            [sys.executable, str(path), *args], env=env, cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = []
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=timeout)
+            outputs.append(out)
+            assert p.returncode == 0, out[-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return outputs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", ["elbo", "iwae"])
+def test_two_workers_xla_equal_single_device(tmp_path, objective):
+    """MultiWorkerMirroredStrategy, 2 processes on 127.0.0.1, XLA on: the
+    workers end with identical weights, equal to one device trained on the
+    same global batches."""
+    outs = [str(tmp_path / f"w{i}.npz") for i in range(2)]
+    run_workers(WORKER, tmp_path, [[o, objective] for o in outs])
+    w0, w1 = np.load(outs[0]), np.load(outs[1])
+    r0 = json.loads(open(outs[0] + ".json").read())
+    r1 = json.loads(open(outs[1] + ".json").read())
+    assert r0["replicas"] == 2 and r0["jit"] and r0["xla"]
+    assert r0["loss"] == r1["loss"]
+    for key in w0.files:
+        np.testing.assert_array_equal(w0[key], w1[key])
+    single = build_two_worker_vae(objective)
+    initial = single.get_weights()
+    hist = single.fit(binary_data(256), batch_size=128, epochs=2,
+                      shuffle=False, verbose=0).history
+    np.testing.assert_allclose(r0["loss"], hist["loss"], rtol=1e-5)
+    np.testing.assert_allclose(r0["kl"], hist["kl"], rtol=1e-5)
+    for got, want, start in zip([w0[k] for k in w0.files],
+                                single.get_weights(), initial):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert max(np.abs(a - b).max() for a, b in
+               zip(initial, single.get_weights())) > 1e-3
