@@ -148,7 +148,7 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
     def on_train_end(self, logs=None):
         model = self.model
         self._active = False
-        if model.train_function is self._step:
+        if model.train_function == self._step:  # a bound method: ==, not is
             model.train_function = self._train_function
         setattr(model, _REPLAY_ATTR, 0)
         if self._set_initial_epoch:
