@@ -116,16 +116,18 @@ def make_step_function(model, compiled, finish, jit_compile=True,
         finish: `(data, outputs) -> logs` (a dict of tensors), run in each
             replica without XLA: the optimizer update (its all-reduce and
             `merge_call`) and metric updates belong here.
-        jit_compile: compile `compiled` with XLA (False gives Keras' own
-            uncompiled distributed step, for comparisons).
+        jit_compile: compile `compiled` with XLA (False: the same step
+            uncompiled, as after a fallback).
         what: "train" or "test", for the fallback warning.
 
     Returns:
         `function(iterator)` for `model.train_function` /
         `model.test_function`: takes a `tf.data` / distributed iterator (or
         an iterable of batches, as `train_on_batch` passes) and returns the
-        logs of the last step, raising `StopIteration` at the end of the
-        data.
+        logs of the last step; at the end of the data it raises as Keras'
+        function does (`OutOfRangeError` or `StopIteration`, which `fit`
+        ends the epoch on). The function's `uses_xla()` says whether the
+        replica's part is compiled (False after a fallback).
     """
     strategy = model.distribute_strategy
     multi_worker = _multi_worker(strategy)
