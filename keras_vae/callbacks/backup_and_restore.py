@@ -123,10 +123,20 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
         self._iterator, self._iterator_calls = None, 0
         self._pending = None
         self._set_initial_epoch = False
+        self._generation = 0  # commits so far: names checkpoint directories
+        self._restored_mode = None
+        self._completed = 0   # epochs completed
+        setattr(model, _REPLAY_ATTR, 0)
         commit = ts.read_commit(self.backup_dir)
         if commit is not None:
             self._restore(commit)
-        self._train_function = model.train_function
+        function = model.train_function
+        owner = getattr(function, "__self__", None)
+        if isinstance(owner, StepBackupAndRestore):
+            # Left by a fit that ended in an exception (a retry in the
+            # same process): wrap what that callback wrapped.
+            function = owner._train_function
+        self._train_function = function
         model.train_function = self._step
         self._active = True
 
@@ -140,7 +150,8 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
                     pending["epoch_calls"] * self._spe)
 
     def on_epoch_end(self, epoch, logs=None):
-        pass  # "epoch" saves happen before the next epoch's first step
+        # "epoch" saves happen before the next epoch's first step.
+        self._completed = epoch + 1
 
     def on_train_batch_end(self, batch, logs=None):
         pass  # saves happen in `_step`, before a step
@@ -198,7 +209,12 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
     # ---------------------------------------------------------- saving
     def _save(self, iterator, final=False):
         role, calls = self._role, self._calls
-        name = f"ckpt-{calls:012d}"
+        if final and calls == self._saved_calls and self._pending_final():
+            return  # a completed run restored and nothing trained since
+        # Named by the commit count, which only grows (across restarts
+        # too): a new checkpoint never overwrites the committed one.
+        self._generation += 1
+        name = f"ckpt-{self._generation:06d}-step-{calls * self._spe}"
         directory = os.path.join(self.backup_dir, name)
         if role.is_chief:
             ts.write_atomically(
@@ -218,10 +234,10 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
                 os.path.join(directory, f"iterator-{role.task}"))
         role.barrier()  # every worker's part is on disk
         if role.is_chief:
-            epoch = (self.params or {}).get("epochs", self._epoch + 1)
             ts.write_commit(self.backup_dir, {
                 "checkpoint": name,
-                "epoch": epoch if final else self._epoch,
+                "generation": self._generation,
+                "epoch": self._completed if final else self._epoch,
                 "epoch_calls": 0 if final else self._epoch_calls,
                 "iterator_calls": 0 if final else self._iterator_calls,
                 "calls": calls,
@@ -232,6 +248,10 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
             ts.remove_stale(self.backup_dir, keep=name)
         role.barrier()  # nobody reads a directory the chief removes
         self._saved_calls = calls
+
+    def _pending_final(self):
+        """Whether the restored checkpoint is a completed run's."""
+        return self._restored_mode == "none"
 
     @staticmethod
     def _iterator_mode(iterator):
@@ -261,9 +281,12 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
         directory = os.path.join(self.backup_dir, commit["checkpoint"])
         metrics = self._state.read(os.path.join(directory, "state", "ckpt"))
         self._calls = self._saved_calls = commit["calls"]
+        self._generation = commit["generation"]
+        self._completed = commit["epoch"]
         # Keras' own mechanism (keras.callbacks.BackupAndRestore sets it).
         self.model._initial_epoch = commit["epoch"]
         self._set_initial_epoch = True
+        self._restored_mode = commit["iterator"]
         self._pending = {
             "epoch": commit["epoch"],
             "epoch_calls": commit["epoch_calls"],

@@ -184,12 +184,12 @@ def test_an_uncommitted_write_is_ignored(tmp_path, straight):
     backup_dir = tmp_path / "b"
     run(StepBackupAndRestore(str(backup_dir), save_freq=2), interrupt=5)
     commit = json.loads((backup_dir / "checkpoint.json").read_text())
-    leftover = backup_dir / "ckpt-000000000005" / "state.tmp-123"
+    leftover = backup_dir / "ckpt-000003-step-6" / "state.tmp-123"
     leftover.mkdir(parents=True)
     (leftover / "ckpt.index").write_text("half written")
     resumed, _, _ = run(StepBackupAndRestore(str(backup_dir), save_freq=2,
                                              delete_checkpoint=False))
-    assert commit["checkpoint"] == "ckpt-000000000004"
+    assert commit["checkpoint"] == "ckpt-000002-step-4"
     assert_same_weights(straight, resumed)
     names = os.listdir(backup_dir)
     assert "checkpoint.json" in names and not any(
@@ -198,6 +198,27 @@ def test_an_uncommitted_write_is_ignored(tmp_path, straight):
     # callback has nothing left to do.
     done = json.loads((backup_dir / "checkpoint.json").read_text())
     assert done["epoch"] == 3 and done["iterator"] == "none"
+    again, again_log, _ = run(StepBackupAndRestore(
+        str(backup_dir), save_freq=2, delete_checkpoint=False))
+    assert again_log.batches == [] and again_log.epochs == []
+    assert_same_weights(straight, again)
+    assert json.loads((backup_dir / "checkpoint.json").read_text()) == done
+
+
+def test_retry_in_the_same_process_with_the_same_model(tmp_path, straight):
+    """As in Keras' BackupAndRestore example: the fit that raised is retried
+    on the same model object, with a new callback."""
+    straight, _ = straight
+    vae = build()
+    try:
+        vae.fit(shuffled(), epochs=3, verbose=0, callbacks=[
+            StepBackupAndRestore(str(tmp_path / "b"), save_freq=2),
+            InterruptAt(8)])
+    except Interrupt:
+        pass
+    vae.fit(shuffled(), epochs=3, verbose=0, callbacks=[
+        StepBackupAndRestore(str(tmp_path / "b"), save_freq=2)])
+    assert_same_weights(straight, vae)
 
 
 def test_another_model_is_refused(tmp_path):
