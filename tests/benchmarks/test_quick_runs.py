@@ -41,6 +41,10 @@ EXPECTED = {
         "| synthetic | softplus, init 1 |", "| synthetic | keras.io |"]),
     "spatial_latent": ([], ["| flat | (32,) |", "| spatial | (4, 4, 2) |"]),
     "ppca": ([], ["| PPCA ML, closed form (exact) |", "| full |"]),
+    "distributed_xla": ([], [
+        "| single device | 1 | XLA | yes |", "| Mirrored x2 | 2 | XLA | yes |",
+        "| Mirrored x2 | 2 | no XLA | no |",
+        "- XLA / no XLA, Mirrored x2: "]),
     "serving_latency": ([], [
         "| serving_default | SavedModel | 16 |",
         "| vae.log_likelihood(x, K=10) | in-memory | 16 |",
