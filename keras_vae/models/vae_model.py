@@ -14,6 +14,7 @@ from keras_vae.models._nonfinite import (
     make_counters,
 )
 from keras_vae.models.inference import VAEInference
+from keras_vae.models.replica_step import ReplicaXLAMixin
 
 
 class _Parts:
@@ -50,7 +51,7 @@ class _Parts:
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class VAEModel(VAEInference, keras.Model):
+class VAEModel(ReplicaXLAMixin, VAEInference, keras.Model):
     """A variational autoencoder built the functional way.
 
     ```none
@@ -270,10 +271,12 @@ class VAEModel(VAEInference, keras.Model):
             num_samples: K, the samples of z per example in each step, for
                 an objective given by name (default: the objective's own,
                 1 for ELBO, 5 for IWAE).
-            jit_compile: XLA-compile the train/test steps (default True;
-                turned off when the model was built under a multi-replica
-                `tf.distribute` strategy, whose cross-device step XLA
-                cannot compile).
+            jit_compile: XLA-compile the train/test steps (default True).
+                Under a multi-replica `tf.distribute` strategy each
+                replica's forward and backward pass is compiled and the
+                all-reduce and update run outside XLA
+                (`keras_vae.models.replica_step`); a step XLA cannot
+                compile falls back to a plain graph with a warning.
             missing_values: None (default: the data is complete; NaN in
                 NumPy data is an error), or the value that marks a missing
                 entry, e.g. `float("nan")`. The likelihood then scores only
@@ -316,12 +319,11 @@ class VAEModel(VAEInference, keras.Model):
             with self.distribute_strategy.scope():
                 own.build(self.objective_layer.trainable_weights)
         self._parts.trackers.clear()
-        if jit_compile is True and self._replicas() > 1:
-            # XLA cannot compile the cross-device step of a multi-replica
-            # strategy (Keras wraps `strategy.run` in the jitted function and
-            # XLA refuses variables on other devices), so under a strategy the
-            # step runs as a plain tf.function graph.
-            jit_compile = False
+        # Under a multi-replica strategy `jit_compile=True` is honoured by
+        # compiling each replica's forward and backward pass and keeping the
+        # all-reduce and the update outside XLA (`ReplicaXLAMixin`,
+        # keras_vae/models/replica_step.py); Keras alone would jit the whole
+        # cross-device step, which XLA refuses.
         self._parts.functions.clear()
         super().compile(
             optimizer=optimizer, loss=loss, jit_compile=jit_compile, **kwargs
@@ -531,6 +533,15 @@ class VAEModel(VAEInference, keras.Model):
         return bool(strategy.cluster_resolver.cluster_spec().as_dict())
 
     def train_step(self, data):
+        # Two halves: under a strategy with XLA the first is compiled per
+        # replica and the second (all-reduce, update) runs outside it
+        # (ReplicaXLAMixin); on one device Keras compiles both at once.
+        return self.apply_gradients_and_metrics(
+            data, self.compute_gradients(data))
+
+    def compute_gradients(self, data):
+        """The replica's forward and backward pass: `(grads, loss,
+        metrics)` for the model's trainable weights."""
         # Persistent: an objective may read gradients of its own terms
         # from the tape (Objective.compute's `tape`) before this one.
         with tf.GradientTape(persistent=True) as tape:
@@ -539,9 +550,23 @@ class VAEModel(VAEInference, keras.Model):
             # Gradients are summed over replicas: scale the per-replica loss.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(loss / replicas)
-        weights = self.trainable_weights
-        self._apply_update(tape.gradient(scaled, weights), weights, loss)
+        return tape.gradient(scaled, self.trainable_weights), loss, values
+
+    def apply_gradients_and_metrics(self, data, outputs):
+        """The update (optimizer groups, non-finite skip; the all-reduce
+        under a strategy) and the metric updates."""
+        grads, loss, values = outputs
+        self._apply_update(grads, self.trainable_weights, loss)
         self._count_nonfinite(loss, values)
+        return self._update_metrics(loss, values, self._batch_size(data))
+
+    def compute_test_outputs(self, data):
+        """The compiled half of `test_step`: `(loss, metrics)`."""
+        return self.compute_objective(data, training=False)
+
+    def update_test_metrics(self, data, outputs):
+        """The uncompiled half of `test_step`: the metric updates."""
+        loss, values = outputs
         return self._update_metrics(loss, values, self._batch_size(data))
 
     def _objective_owned(self):
@@ -657,5 +682,4 @@ class VAEModel(VAEInference, keras.Model):
                     optimizer.build(group)
 
     def test_step(self, data):
-        loss, values = self.compute_objective(data, training=False)
-        return self._update_metrics(loss, values, self._batch_size(data))
+        return self.update_test_metrics(data, self.compute_test_outputs(data))

@@ -1,12 +1,7 @@
-"""A VAEModel wired to `keras_vae.models.replica_step` (the prototype of
-the integration hook; not a test module).
-
-Until `VAEModel` itself has the two halves of its train step and the
-`ReplicaXLAMixin`, the tests and `benchmarks/distributed_xla.py` use this
-subclass. It only splits `VAEModel.train_step` / `test_step` where the
-compiled part ends, and keeps `jit_compile=True` under a strategy (which
-`VAEModel.compile` turns off today).
-"""
+"""Helpers of the replica-step tests (not a test module): the name the
+tests use for the model (`VAEModel` itself, which has the two halves of its
+step and `ReplicaXLAMixin`) and a sampler whose noise is a function of the
+example, so runs on one and two replicas draw the same noise."""
 
 import keras
 import tensorflow as tf
@@ -16,45 +11,8 @@ from keras_vae.models.replica_step import ReplicaXLAMixin
 from keras_vae.models.vae_model import VAEModel
 
 
-@keras.saving.register_keras_serializable(package="keras_vae_tests")
-class ReplicaXLAVAE(ReplicaXLAMixin, VAEModel):
-    """`VAEModel` whose steps compile per replica under a strategy."""
-
-    def compile(self, *args, jit_compile=True, **kwargs):
-        super().compile(*args, jit_compile=jit_compile, **kwargs)
-        if jit_compile is True and not self.jit_compile:
-            # VAEModel.compile turned XLA off under the strategy; the mixin
-            # compiles the replica's part only, which XLA can.
-            self.jit_compile = True
-
-    # ------------------------------------------------ the hook's halves
-    def compute_gradients(self, data):
-        """The replica's compiled part: `(grads, loss, metrics)`."""
-        with tf.GradientTape() as tape:
-            loss, values = self.compute_objective(data, training=True)
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = self.optimizer.scale_loss(loss / replicas)
-        grads = tape.gradient(scaled, self.trainable_weights)
-        return grads, loss, values
-
-    def apply_gradients_and_metrics(self, data, outputs):
-        """The uncompiled rest: update (all-reduce, merge_call), metrics."""
-        grads, loss, values = outputs
-        self._apply_update(grads, self.trainable_weights, loss)
-        self._count_nonfinite(loss, values)
-        return self._update_metrics(loss, values, self._batch_size(data))
-
-    def compute_test_outputs(self, data):
-        return self.compute_objective(data, training=False)
-
-    def update_test_metrics(self, data, outputs):
-        loss, values = outputs
-        return self._update_metrics(loss, values, self._batch_size(data))
-
-    def train_step(self, data):
-        # The same two halves on one device (Keras jits the whole step).
-        return self.apply_gradients_and_metrics(
-            data, self.compute_gradients(data))
+# VAEModel itself now has the two halves of its step and the mixin.
+ReplicaXLAVAE = VAEModel
 
 
 class ExampleNoiseSample(keras_vae.ReparameterizedSample):

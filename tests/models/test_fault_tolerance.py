@@ -39,7 +39,7 @@ ONE_PROCESS = textwrap.dedent(
     import keras, numpy as np, tensorflow as tf
     from keras_vae.callbacks import StepBackupAndRestore
     from keras_vae.losses import BernoulliNLL
-    from tests.models.conftest import binary_data, mlp_vae
+    from tests.builders import binary_data, mlp_vae
 
 
     class KillAt(keras.callbacks.Callback):
@@ -117,7 +117,7 @@ WORKER = textwrap.dedent(
     import keras, numpy as np
     from keras_vae.callbacks import StepBackupAndRestore
     from keras_vae.losses import BernoulliNLL
-    from tests.models.conftest import binary_data
+    from tests.builders import binary_data
     from tests.models.replica_xla_vae import ReplicaXLAVAE
     from tests.models import test_replica_step as t
 
