@@ -192,6 +192,7 @@ def test_fit_reports_the_batch_perplexity_and_usage():
 
 
 # ----------------------------------------------------------- XLA, precision
+@pytest.mark.slow
 def test_xla_and_eager_fit_agree():
     """Six steps with k-means initialisation and restarts every idle step:
     the same losses, metrics and codebook with and without XLA."""
@@ -279,6 +280,7 @@ SERVER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_exported_code_signatures_in_a_process_without_keras_vae(tmp_path):
     vae, x = _trained(zoo_vq_spatial, "vq_spatial")
     path = vae.export_serving(tmp_path / "served", log_likelihood_samples=4)
