@@ -17,7 +17,7 @@ import tensorflow as tf
 import keras_vae
 from keras_vae.callbacks import KLWarmUp, StepBackupAndRestore
 from keras_vae.losses import BernoulliNLL
-from tests.models.conftest import binary_data, mlp_vae
+from tests.builders import binary_data, mlp_vae
 
 
 class Interrupt(Exception):

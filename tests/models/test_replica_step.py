@@ -28,7 +28,7 @@ import tensorflow as tf
 import keras_vae
 from keras_vae.losses import BernoulliNLL
 from keras_vae.models import replica_step
-from tests.models.conftest import binary_data
+from tests.builders import binary_data
 from tests.models.replica_xla_vae import ExampleNoiseSample, ReplicaXLAVAE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
