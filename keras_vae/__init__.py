@@ -36,6 +36,7 @@ from keras_vae.layers import (
     ResidualVectorQuantizer,
     VectorQuantizer,
 )
+from keras_vae.layers import MissingIndicator
 from keras_vae.models import VAEModel
 
 __version__ = "0.1.0"
@@ -55,6 +56,7 @@ __all__ = [
     "FiniteScalarQuantizer",
     "ResidualVectorQuantizer",
     "VectorQuantizer",
+    "MissingIndicator",
     "callbacks",
     "datasets",
     "disentanglement",

@@ -13,6 +13,7 @@ from keras_vae.layers.patchgan_discriminator import PatchGANDiscriminator
 from keras_vae.layers.shared_log_scale import SharedLogScale
 from keras_vae.layers.residual_vector_quantizer import ResidualVectorQuantizer
 from keras_vae.layers.vector_quantizer import VectorQuantizer
+from keras_vae.layers.missing_indicator import MissingIndicator
 
 __all__ = [
     "CategoricalSample",
@@ -28,4 +29,5 @@ __all__ = [
     "FiniteScalarQuantizer",
     "ResidualVectorQuantizer",
     "VectorQuantizer",
+    "MissingIndicator",
 ]

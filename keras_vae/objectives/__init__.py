@@ -28,6 +28,11 @@ from keras_vae.objectives.logmeanexp import (
     chunked_mean,
     chunked_weighted_mean,
 )
+from keras_vae.objectives.logmeanexp import (
+    chunked_logmeanexp_and_ess,
+    chunked_weighted_mean_and_ess,
+    effective_sample_size,
+)
 
 # The string aliases `compile` takes.
 _BY_NAME = {"elbo": ELBO, "iwae": IWAE}
@@ -74,6 +79,9 @@ __all__ = [
     "chunked_logmeanexp",
     "chunked_mean",
     "chunked_weighted_mean",
+    "chunked_logmeanexp_and_ess",
+    "chunked_weighted_mean_and_ess",
+    "effective_sample_size",
     "elbo",
     "get",
     "has_analytic_kl",

@@ -52,6 +52,49 @@ def chunked_mean(values_fn, num_samples, chunk_size):
     ) / float(num_samples)
 
 
+def effective_sample_size(log_weights, axis=0):
+    """Kish's effective sample size of importance weights w = exp(l).
+
+    ```none
+    ESS = (Σ_k w_k)² / Σ_k w_k² = exp(2 logsumexp(l) - logsumexp(2 l))     1 <= ESS <= K
+    ```
+
+    K when every weight is equal (q is the posterior), 1 when one weight
+    dominates: the importance-sampled log p(x) or E[x_mis | x_obs] then
+    rests on that one draw, and is likely far from its limit.
+
+    Args:
+        log_weights: log importance weights, the samples along `axis`.
+        axis: the samples' axis (default 0, as `(K, B)` weights).
+
+    Returns:
+        The ESS, with `axis` reduced.
+    """
+    log_weights = tf.convert_to_tensor(log_weights)
+    return tf.exp(2.0 * tf.reduce_logsumexp(log_weights, axis=axis)
+                  - tf.reduce_logsumexp(2.0 * log_weights, axis=axis))
+
+
+def chunked_logmeanexp_and_ess(log_weights_fn, num_samples, chunk_size):
+    """`chunked_logmeanexp` and the weights' `effective_sample_size`, in one
+    pass: the running logsumexp of l and of 2 l.
+
+    Args:
+        log_weights_fn, num_samples, chunk_size: as `chunked_logmeanexp`.
+
+    Returns:
+        `(log (1/K) Σ_k exp(l_k), ESS)`, each of shape (B,).
+    """
+    m, m2 = _over_chunks(
+        log_weights_fn, num_samples, chunk_size,
+        lambda l: (tf.reduce_logsumexp(l, axis=0),
+                   tf.reduce_logsumexp(2.0 * l, axis=0)),
+        lambda a, b: (_logaddexp(a[0], b[0]), _logaddexp(a[1], b[1])),
+        lambda l, keep: _where(keep, l, -math.inf),
+    )
+    return m - math.log(num_samples), tf.exp(2.0 * m - m2)
+
+
 def chunked_weighted_mean(fn, num_samples, chunk_size):
     """Self-normalised importance-weighted mean Σ_k w̃_k v_k, w̃ = softmax(l).
 
@@ -68,26 +111,38 @@ def chunked_weighted_mean(fn, num_samples, chunk_size):
     Returns:
         Tensor of shape (B, ...).
     """
+    return chunked_weighted_mean_and_ess(fn, num_samples, chunk_size)[0]
+
+
+def chunked_weighted_mean_and_ess(fn, num_samples, chunk_size):
+    """`chunked_weighted_mean` and the weights' effective sample size
+    (`effective_sample_size`), in one pass over the chunks.
+
+    Returns:
+        `(mean, ess)`: shapes (B, ...) and (B,).
+    """
     def reduce(pair):
         log_w, values = pair
         m = tf.reduce_logsumexp(log_w, axis=0)
         w = tf.exp(log_w - m[None])  # the chunk's softmax, (k, B)
         w = tf.reshape(w, tf.concat(
             [tf.shape(w), tf.ones([len(values.shape) - 2], tf.int32)], 0))
-        return m, tf.reduce_sum(w * values, axis=0)
+        return (m, tf.reduce_sum(w * values, axis=0),
+                tf.reduce_logsumexp(2.0 * log_w, axis=0))
 
     def combine(a, b):
         m = tf.reduce_logsumexp(tf.stack([a[0], b[0]]), axis=0)
         wa, wb = tf.exp(a[0] - m), tf.exp(b[0] - m)
         total = wa + wb
         return m, (_expand(wa / total, a[1]) * a[1]
-                   + _expand(wb / total, b[1]) * b[1])
+                   + _expand(wb / total, b[1]) * b[1]), _logaddexp(a[2], b[2])
 
     def drop(pair, keep):
         return _where(keep, pair[0], -math.inf), _where(keep, pair[1], 0.0)
 
-    return _over_chunks(fn, num_samples, chunk_size, reduce, combine,
-                        drop)[1]
+    m, mean, m2 = _over_chunks(fn, num_samples, chunk_size, reduce, combine,
+                               drop)
+    return mean, tf.exp(2.0 * m - m2)
 
 
 def chunked_argmax(fn, num_samples, chunk_size):
@@ -118,6 +173,10 @@ def chunked_argmax(fn, num_samples, chunk_size):
 
     return _over_chunks(fn, num_samples, chunk_size, reduce, combine,
                         drop)[1]
+
+
+def _logaddexp(a, b):
+    return tf.reduce_logsumexp(tf.stack([a, b]), axis=0)
 
 
 def _where(keep, values, fill):

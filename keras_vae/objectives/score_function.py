@@ -17,10 +17,14 @@ ELBO (one level l, K samples):
 ```none
 f_k = log p(x | z_k) + Σ_{levels j reading z_l, directly or not} β_j (log p(z_j) - log q(z_j | ...))
       (+ β_l (log p(z_l) - log q(z_l | x)) when KL_l is not analytic)
-A_k = (f_k - c - b(x)) / max(1, sqrt(v))          (NVIL: keras_vae.objectives.baselines)
+A_k = f_k - c - b(x)                               (NVIL: keras_vae.objectives.baselines)
 ```
 
-The level's own analytic KL keeps its exact gradient.
+The level's own analytic KL keeps its exact gradient. With NVIL's signal
+normalisation, A_k is divided by s = max(1, running sd), and so must the
+level's KL-penalty gradient be (`rescaled_penalty`): dividing A alone
+multiplies the level's β by s for the encoder (see
+`keras_vae.objectives.baselines`).
 
 IWAE (VIMCO, Mnih & Rezende 2016), with log weights log w_k:
 
@@ -71,6 +75,22 @@ def surrogate(advantage, log_q):
     value, A · ∇ log q in gradient. `advantage`, `log_q`: (K, B)."""
     advantage = tf.stop_gradient(advantage)
     return tf.reduce_sum(advantage * (log_q - tf.stop_gradient(log_q)), 0)
+
+
+def rescaled_penalty(level, scale):
+    """`(scale - 1) · penalty` of one level, a scalar: added zero-in-value
+    (`t - stop_gradient(t)`) to a loss that already holds the level's
+    `KLRegularizer` penalty, it turns that penalty's gradient into
+    `scale · ∇ penalty`, so that the level's encoder gradient (score term
+    divided by s, KL term) is the unbiased one times `scale` = 1/s.
+
+    Args:
+        level: a `LevelTrace` of a "sample" trace.
+        scale: a scalar tensor without gradient
+            (`ScoreFunctionBaseline.scale`).
+    """
+    penalty = level.kl_layer.penalty(level.kl, level.kl_per_dim())
+    return (tf.cast(scale, penalty.dtype) - 1.0) * penalty
 
 
 def vimco_advantages(log_w):
