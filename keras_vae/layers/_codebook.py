@@ -5,6 +5,7 @@ Private: `VectorQuantizer`, `ResidualVectorQuantizer` and
 """
 
 import numpy as np
+import keras
 import tensorflow as tf
 
 from keras_vae import _validation as v
@@ -206,8 +207,20 @@ class TracksUsage:
         recent = (last > 0) & (last > step - self.usage_window)
         return tf.reduce_mean(tf.cast(recent, tf.float32))
 
-    def _usage_metrics(self, codes=None):
-        """`{"perplexity", "codebook_usage"}`; see `usage_metrics`."""
+    def usage_metrics(self, codes=None):
+        """The codebook-health metrics, as float32 scalars.
+
+        Args:
+            codes: optional integer codes of a batch (as `codes()` returns).
+                Given, `perplexity` is that batch's; otherwise the last
+                training batch's (stored by the training call, so a train
+                step reads it after the forward pass at no cost).
+
+        Returns:
+            `{"perplexity": exp(entropy of the code frequencies in the
+            batch), "codebook_usage": fraction of the codes used in the
+            last usage_window training steps}`.
+        """
         if codes is None:
             ppl = tf.convert_to_tensor(self.last_perplexity)
         else:
@@ -217,3 +230,15 @@ class TracksUsage:
             ppl = perplexity(counts)
         return {"perplexity": ppl, "codebook_usage": self._codebook_usage()}
 
+
+
+class SameShapeOutput:
+    """Mixin of the quantizers: the output has the input's shape, and the
+    input's last axis must be `self._feature_size()` wide."""
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def compute_output_spec(self, inputs, training=None):
+        check_feature_axis(inputs.shape, self._feature_size(), self.name)
+        return keras.KerasTensor(tuple(inputs.shape), dtype=float_dtype(self))

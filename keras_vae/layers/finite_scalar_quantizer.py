@@ -22,7 +22,8 @@ def _check_levels(levels):
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class FiniteScalarQuantizer(cb.TracksUsage, keras.layers.Layer):
+class FiniteScalarQuantizer(cb.TracksUsage, cb.SameShapeOutput,
+                            keras.layers.Layer):
     """Rounds each of d features to one of L_i levels (FSQ).
 
     ```none
@@ -140,22 +141,6 @@ class FiniteScalarQuantizer(cb.TracksUsage, keras.layers.Layer):
         return (tf.cast(digits, cb.float_dtype(self)) - half_width
                 ) / half_width
 
-    def usage_metrics(self, codes=None):
-        """The codebook-health metrics, as float32 scalars.
-
-        Args:
-            codes: optional integer codes of a batch (as `codes()` returns).
-                Given, `perplexity` is that batch's; otherwise the last
-                training batch's (stored by the training call, so a train
-                step reads it after the forward pass at no cost).
-
-        Returns:
-            `{"perplexity": exp(entropy of the code frequencies in the
-            batch), "codebook_usage": fraction of the codes used in the
-            last usage_window training steps}`.
-        """
-        return self._usage_metrics(codes)
-
     def call(self, inputs, training=None):
         return self.quantize_with_losses(inputs, training)[0]
 
@@ -172,13 +157,8 @@ class FiniteScalarQuantizer(cb.TracksUsage, keras.layers.Layer):
         return (rounded + (b - tf.stop_gradient(b))) / self._const(
             self._half_width), []
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def compute_output_spec(self, inputs, training=None):
-        cb.check_feature_axis(inputs.shape, len(self.levels), self.name)
-        return keras.KerasTensor(tuple(inputs.shape),
-                                 dtype=cb.float_dtype(self))
+    def _feature_size(self):
+        return len(self.levels)
 
     def get_config(self):
         config = super().get_config()

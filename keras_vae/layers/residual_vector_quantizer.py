@@ -9,7 +9,7 @@ from keras_vae.layers.vector_quantizer import VectorQuantizer
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class ResidualVectorQuantizer(keras.layers.Layer):
+class ResidualVectorQuantizer(cb.SameShapeOutput, keras.layers.Layer):
     """Quantises features by Q codebooks in turn, each on what is left.
 
     ```none
@@ -182,13 +182,8 @@ class ResidualVectorQuantizer(keras.layers.Layer):
             residual = residual - code
         return total + (z - tf.stop_gradient(z)), losses
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def compute_output_spec(self, inputs, training=None):
-        cb.check_feature_axis(inputs.shape, self.code_dim, self.name)
-        return keras.KerasTensor(tuple(inputs.shape),
-                                 dtype=cb.float_dtype(self))
+    def _feature_size(self):
+        return self.code_dim
 
     def get_config(self):
         config = super().get_config()

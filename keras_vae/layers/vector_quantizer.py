@@ -11,7 +11,8 @@ from keras_vae.seed_state import SavesSeedState
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class VectorQuantizer(cb.TracksUsage, SavesSeedState, keras.layers.Layer):
+class VectorQuantizer(cb.TracksUsage, cb.SameShapeOutput, SavesSeedState,
+                      keras.layers.Layer):
     """Replaces each feature vector by its nearest code (VQ-VAE).
 
     ```none
@@ -220,22 +221,6 @@ class VectorQuantizer(cb.TracksUsage, SavesSeedState, keras.layers.Layer):
         """log(num_codes): the uniform prior's -log p(code) per position."""
         return math.log(self.num_codes)
 
-    def usage_metrics(self, codes=None):
-        """The codebook-health metrics, as float32 scalars.
-
-        Args:
-            codes: optional integer codes of a batch (as `codes()` returns).
-                Given, `perplexity` is that batch's; otherwise the last
-                training batch's (stored by the training call, so a train
-                step reads it after the forward pass at no cost).
-
-        Returns:
-            `{"perplexity": exp(entropy of the code frequencies in the
-            batch), "codebook_usage": fraction of the codes used in the
-            last usage_window training steps}`.
-        """
-        return self._usage_metrics(codes)
-
     # ------------------------------------------------------------ training
     def _random_rows(self, z):
         return cb.random_rows(z, self.num_codes, self.seed_generator)
@@ -315,13 +300,8 @@ class VectorQuantizer(cb.TracksUsage, SavesSeedState, keras.layers.Layer):
         # the identity on z.
         return tf.reshape(z_q + (z - tf.stop_gradient(z)), shape), losses
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def compute_output_spec(self, inputs, training=None):
-        cb.check_feature_axis(inputs.shape, self.code_dim, self.name)
-        return keras.KerasTensor(tuple(inputs.shape),
-                                 dtype=cb.float_dtype(self))
+    def _feature_size(self):
+        return self.code_dim
 
     def get_config(self):
         config = super().get_config()
