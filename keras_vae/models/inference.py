@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vae import _validation as v
+from keras_vae.models import importance
 from keras_vae.models import missing as missing_lib
 from keras_vae.models import programs
 from keras_vae.models import quantized as quantized_lib
@@ -388,10 +389,12 @@ class VAEInference:
             xb_in = xb if len(xb) > 1 else xb[0]
             yb = np.asarray(y)[pad]
             out = fn(xb_in, yb, derive_seed(seed, i))
-            results.append(out.numpy()[:len(rows)])
+            results.append(tf.nest.map_structure(
+                lambda t: t.numpy()[:len(rows)], out))
             if bar is not None:
                 bar.add(1)
-        return np.concatenate(results)
+        return tf.nest.map_structure(
+            lambda *parts: np.concatenate(parts), *results)
 
     def _noise_seed(self):
         """The first random latent's noise stream: reproducible from the
@@ -405,7 +408,8 @@ class VAEInference:
 
     def log_likelihood(self, x, num_samples=1000, batch_size=None, y=None,
                        seed=None, verbose=0, refine_steps=0,
-                       refine_learning_rate=0.05, refine_samples=4):
+                       refine_learning_rate=0.1, refine_samples=4,
+                       return_ess=False):
         """Per-example importance-sampled estimate of log p(x), in nats.
 
         ```none
@@ -436,26 +440,44 @@ class VAEInference:
                 Adam steps on its own ELBO (`keras_vae.models.refine`;
                 Gaussian `ReparameterizedSample` latents), a better
                 proposal for the same K.
-            refine_learning_rate: Adam's step size for the refinement.
+            refine_learning_rate: Adam's first step size η (default 0.1);
+                it decays by a cosine to 1 % of η at the last step, so
+                the refined bound settles at its optimum instead of
+                jittering around it (`keras_vae.models.refine`; on PPCA
+                with posterior precision ~1 to ~100 per dimension, 1,000
+                steps end within 0.01 nat of log p(x), 300 within 0.06).
             refine_samples: samples of z per refinement step.
+
+            return_ess: also return each example's effective sample size
+                of its importance weights, (Σ w)² / Σ w² in [1, K].
 
         With a model compiled with `missing_values`, this is log p(x_obs):
         the missing entries of each row are marginalised.
 
+        When more than 10 % of the examples have an effective sample size
+        below 5 % of K, the encoder's q is a poor proposal for them and the
+        estimate is likely too low: a `LowEffectiveSampleSizeWarning`
+        (once per call) names `refine_steps` as the remedy
+        (`keras_vae.models.importance`).
+
         Returns:
-            NumPy array of shape (N,).
+            NumPy array of shape (N,); with `return_ess`, `(log_likelihood,
+            ess)`, both of shape (N,).
         """
         num_samples = v.check_positive_int("num_samples", num_samples)
         batch_size = examples_per_chunk(batch_size, num_samples)
+        return_ess = v.check_bool("return_ess", return_ess)
         y = self.default_target(x) if y is None else y
-        return self._chunked(
-            programs.log_likelihood, x, y, num_samples, batch_size, seed,
-            verbose, _refine_args(refine_steps, refine_learning_rate,
-                                  refine_samples),
+        estimate, ess = self._chunked(
+            programs.log_likelihood_and_ess, x, y, num_samples, batch_size,
+            seed, verbose, _refine_args(refine_steps, refine_learning_rate,
+                                        refine_samples),
         )
+        importance.warn_if_low_ess(ess, num_samples, "log_likelihood")
+        return (estimate, ess) if return_ess else estimate
 
     def elbo(self, x, num_samples=1, batch_size=None, y=None, seed=None,
-             verbose=0, refine_steps=0, refine_learning_rate=0.05,
+             verbose=0, refine_steps=0, refine_learning_rate=0.1,
              refine_samples=4):
         """Per-example ELBO estimate with K samples (NumPy, shape (N,)).
 
@@ -479,7 +501,8 @@ class VAEInference:
 
     def impute(self, x, num_samples=1000, batch_size=100, y=None, seed=None,
                num_imputations=None, verbose=0, refine_steps=0,
-               refine_learning_rate=0.05, refine_samples=4):
+               refine_learning_rate=0.1, refine_samples=4,
+               return_ess=False):
         """Fills the missing entries of `x` from the model (NumPy).
 
         Needs a model compiled with `missing_values`. The missing entries
@@ -511,6 +534,11 @@ class VAEInference:
             verbose: 0 or 1 (a progress bar over the chunks of examples).
             refine_steps, refine_learning_rate, refine_samples: refine each
                 example's proposal first, as in `log_likelihood`.
+            return_ess: also return each example's effective sample size
+                of its importance weights (the conditional mean only,
+                `num_imputations=None`).
+
+        Warns as `log_likelihood` when the weights degenerate.
         """
         if self.missing_values is None:
             raise ValueError(
@@ -523,11 +551,19 @@ class VAEInference:
         y = np.asarray(self.default_target(x) if y is None else y)
         refine = _refine_args(refine_steps, refine_learning_rate,
                               refine_samples)
+        return_ess = v.check_bool("return_ess", return_ess)
         if num_imputations is None:
-            return self._chunked(
-                programs.impute, x, y, num_samples, batch_size, seed,
-                verbose, refine, k_chunk=programs.SAMPLES_PER_CHUNK,
-            ).astype(y.dtype)
+            filled, ess = self._chunked(
+                programs.impute_and_ess, x, y, num_samples, batch_size,
+                seed, verbose, refine, k_chunk=programs.SAMPLES_PER_CHUNK,
+            )
+            importance.warn_if_low_ess(ess, num_samples, "impute")
+            filled = filled.astype(y.dtype)
+            return (filled, ess) if return_ess else filled
+        if return_ess:
+            raise v.invalid("return_ess", "False with num_imputations "
+                            "(the ESS comes with the conditional mean)",
+                            return_ess)
         m = v.check_positive_int("num_imputations", num_imputations)
         draws = np.stack([
             self._impute_draw(x, num_samples, batch_size, y,

@@ -19,6 +19,7 @@ method of the same name compute the same thing by construction:
 | `elbo(model, x, y, K, chunk, seed, params)` | (1/K) Σ_k log p(x \\| z_k) - KL per example |
 | `impute(model, x, y, K, chunk, seed, params)` | y with missing entries replaced by Σ_k w̃_k E[x \\| z_k] |
 | `impute_params(model, x, y, K, chunk, seed, params)` | the likelihood params of a z drawn in proportion to w |
+| `log_likelihood_and_ess`, `impute_and_ess` (same arguments) | `(log_likelihood, ESS)`, `(impute, ESS)`: with the weights' effective sample size |
 
 Seeds: chunk c of importance samples draws with `derive_seed(seed, c)`
 (`seed`: an int scalar or an int32 (2,) tensor); `params` are per-example
@@ -107,6 +108,15 @@ def log_likelihood(model, x, y, num_samples, chunk_size, seed, params=None):
         num_samples, chunk_size)
 
 
+def log_likelihood_and_ess(model, x, y, num_samples, chunk_size, seed,
+                           params=None):
+    """`(log_likelihood, ESS)` per example, in one pass over the chunks:
+    the ESS of the importance weights (`objectives.effective_sample_size`)."""
+    return objectives.chunked_logmeanexp_and_ess(
+        _chunks(model, x, y, seed, params, lambda t, _: t.log_weights()),
+        num_samples, chunk_size)
+
+
 def elbo(model, x, y, num_samples, chunk_size, seed, params=None):
     """The K-sample ELBO per example, β = 1."""
     return objectives.chunked_mean(
@@ -131,6 +141,18 @@ def impute(model, x, y, num_samples, chunk_size, seed, params=None):
         num_samples, chunk_size)
     y = tf.cast(y, filled.dtype)
     return tf.where(missing_lib.observed(y, model.missing_values), y, filled)
+
+
+def impute_and_ess(model, x, y, num_samples, chunk_size, seed, params=None):
+    """`(impute, ESS)`: `impute` and the effective sample size of its
+    importance weights, per example."""
+    filled, ess = objectives.chunked_weighted_mean_and_ess(
+        _chunks(model, x, y, seed, params,
+                lambda t, _: imputation_terms(t, model.likelihood)),
+        num_samples, chunk_size)
+    y = tf.cast(y, filled.dtype)
+    return tf.where(missing_lib.observed(y, model.missing_values), y,
+                    filled), ess
 
 
 def impute_params(model, x, y, num_samples, chunk_size, seed, params=None):

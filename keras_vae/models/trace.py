@@ -252,9 +252,9 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
         return _prior_trace(model, inputs, seed, decode, num_rows,
                             latent_shapes or {})
     k = num_samples if mode == SAMPLE else 1
-    xs, targets, mask = _filled(model, inputs, targets)
+    xs, stage_xs, targets, mask = _filled(model, inputs, targets)
     batch = tf.shape(xs[0])[0]
-    rows = _Rows(xs, k)
+    rows = _Rows(stage_xs, k)
     zs, records = [], []
     for i, level in enumerate(model.levels):
         override = (posterior_params or {}).get(i)
@@ -291,18 +291,22 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
 
 
 def _filled(model, inputs, targets):
-    """The inputs as a list of tensors and the targets, with missing
-    entries filled (a model compiled with `missing_values`), and the mask
-    of the targets' observed entries (or None)."""
+    """The inputs as a list of tensors, twice: with missing entries filled
+    (a model compiled with `missing_values`; what objectives read), and as
+    the stages read them (NaN at the missing entries of inputs read by
+    `MissingIndicator` layers, `missing.stage_inputs`); the targets, filled;
+    the mask of the targets' observed entries (or None)."""
     xs = [tf.convert_to_tensor(t) for t in model._input_list(inputs)]
     missing = getattr(model, "missing_values", None)
     mask = None
+    stage_xs = xs
     if missing is not None:
+        stage_xs = missing_lib.stage_inputs(model, xs, missing)
         xs = [missing_lib.fill(t, missing) for t in xs]
         if targets is not None:
             mask = missing_lib.observed(targets, missing)
             targets = missing_lib.fill(targets, missing, mask)
-    return xs, targets, mask
+    return xs, stage_xs, targets, mask
 
 
 class _Rows:

@@ -281,7 +281,8 @@ class VAEModel(ReplicaXLAMixin, VAEInference, keras.Model):
                 NumPy data is an error), or the value that marks a missing
                 entry, e.g. `float("nan")`. The likelihood then scores only
                 the observed entries (log p(x_obs | z)), the encoder sees 0
-                where an entry is missing, `log_likelihood` estimates
+                where an entry is missing (NaN, and so the mask, through a
+                `keras_vae.MissingIndicator`), `log_likelihood` estimates
                 log p(x_obs) and `impute` fills the missing entries (see
                 `keras_vae.models.missing`). With `objective="iwae"` this is
                 MIWAE (Mattei & Frellsen 2019).
@@ -309,6 +310,9 @@ class VAEModel(ReplicaXLAMixin, VAEInference, keras.Model):
         if num_samples is not None:
             v.check_positive_int("num_samples", num_samples)
         self.missing_values = missing_lib.check_missing_values(missing_values)
+        if self.missing_values is not None:
+            # Refuses an input read by a MissingIndicator and another layer.
+            missing_lib.indicator_inputs(self)
         objective = objectives.get(objective, num_samples)
         self._parts.likelihood = loss
         objective.check(self)
