@@ -82,10 +82,15 @@ def machine_lines():
 
 
 # ----------------------------------------------------------------- CPU time
-def own_cpu_seconds():
-    """This process's CPU time, all threads."""
+def own_cpu_seconds(children=False):
+    """This process's CPU time, all threads (`children`: plus that of the
+    child processes it has waited for, e.g. a server it started)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    seconds = usage.ru_utime + usage.ru_stime
+    if children:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        seconds += usage.ru_utime + usage.ru_stime
+    return seconds
 
 
 def _machine_busy_seconds():
@@ -101,15 +106,17 @@ def _machine_busy_seconds():
 
 class CpuWatch:
     """How much of the machine other processes used while we measured:
-    (machine busy CPU - our CPU) / (wall time x cores)."""
+    (machine busy CPU - our CPU) / (wall time x cores). With `children`,
+    our CPU includes the child processes waited for before `stop()`."""
 
-    def __init__(self):
+    def __init__(self, children=False):
+        self.children = children
         self._start = self._now()
         self._end = None
 
-    @staticmethod
-    def _now():
-        return time.perf_counter(), _machine_busy_seconds(), own_cpu_seconds()
+    def _now(self):
+        return (time.perf_counter(), _machine_busy_seconds(),
+                own_cpu_seconds(self.children))
 
     def stop(self):
         self._end = self._now()
@@ -316,8 +323,9 @@ class Report:
     """A markdown report: title and machine block (printed at once), the
     body, then run time, load and other processes' CPU share."""
 
-    def __init__(self, title):
-        self.start, self.watch = time.perf_counter(), CpuWatch()
+    def __init__(self, title, children=False):
+        self.start = time.perf_counter()
+        self.watch = CpuWatch(children)
         self.lines = [f"# {title}", ""] + [f"- {m}" for m in machine_lines()]
         print("\n".join(self.lines), flush=True)
         self.lines.append("")

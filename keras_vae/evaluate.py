@@ -111,7 +111,7 @@ def elbo_gap(model, x, num_samples=1000, elbo_samples=100, batch_size=None,
 
 def amortization_gap(model, x, refine_steps=200, num_samples=1000,
                      elbo_samples=100, batch_size=None, y=None, seed=0,
-                     refine_learning_rate=0.05, refine_samples=4):
+                     refine_learning_rate=0.1, refine_samples=4):
     """log p(x) - ELBO split into the approximation and amortization gaps.
 
     ```none

@@ -34,20 +34,6 @@ def mlp_vae(d=32, latent=2, hidden=32, seed=0, name="vae", **head_kwargs):
     return keras_vae.VAEModel(x_in, logits, name=name)
 
 
-def tiny_vae(d=6, out=None, with_kl=True, second_sampler=False,
-             latent=2, seed=0):
-    """The smallest VAE (bad-input tests): x (d) -> head -> [KL] -> z."""
-    x_in = keras.Input((d,))
-    q = keras_vae.GaussianEncoderHead(latent)(x_in)
-    if with_kl:
-        q = keras_vae.KLRegularizer()(q)
-    z = keras_vae.ReparameterizedSample(seed=seed)(q)
-    if second_sampler:
-        q2 = keras_vae.KLRegularizer()(keras_vae.GaussianEncoderHead(latent)(z))
-        z = keras_vae.ReparameterizedSample(seed=seed + 1)(q2)
-    return keras_vae.VAEModel(x_in, keras.layers.Dense(out or d)(z))
-
-
 # ------------------------------------------------------- the model zoo
 D = 12  # data width of the zoo's flat models
 
@@ -130,6 +116,44 @@ def zoo_spatial(seed=0):
     return keras_vae.VAEModel(x_in, out, name="spatial")
 
 
+def zoo_vq(seed=0):
+    """An EMA codebook with k-means initialisation and restarts after one
+    idle step: every piece of codebook state moves in one train step."""
+    x_in, h = _flat_encoder()
+    z = keras_vae.VectorQuantizer(
+        6, kmeans_init=True, kmeans_iters=2, restart_after_steps=1,
+        seed=seed)(keras.layers.Dense(3)(h))
+    return keras_vae.VAEModel(x_in, _decoder(z), name="vq")
+
+
+def zoo_rvq(seed=0):
+    """Two stages of 4 codes, codebooks trained by the codebook loss."""
+    x_in, h = _flat_encoder()
+    z = keras_vae.ResidualVectorQuantizer(2, 4, ema_decay=None, seed=seed)(
+        keras.layers.Dense(3)(h))
+    return keras_vae.VAEModel(x_in, _decoder(z), name="rvq")
+
+
+def zoo_fsq(seed=0):
+    del seed  # no randomness
+    x_in, h = _flat_encoder()
+    z = keras_vae.FiniteScalarQuantizer([3, 4, 2])(keras.layers.Dense(3)(h))
+    return keras_vae.VAEModel(x_in, _decoder(z), name="fsq")
+
+
+def zoo_vq_spatial(seed=0):
+    """A fully convolutional VQ-VAE, sizes unknown: (B, h, w, 3) ->
+    features (B, h/2, w/2, 2) -> 5 codes -> logits of the input's shape."""
+    x_in = keras.Input((None, None, SPATIAL[-1]), name="x")
+    h = keras.layers.Conv2D(4, 3, strides=2, padding="same",
+                            activation="tanh")(x_in)
+    z = keras_vae.VectorQuantizer(5, seed=seed)(keras.layers.Conv2D(2, 1)(h))
+    h = keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same",
+                                     activation="tanh")(z)
+    out = keras.layers.Conv2D(SPATIAL[-1], 1)(h)
+    return keras_vae.VAEModel(x_in, out, name="vq_spatial")
+
+
 MODEL_ZOO = {
     "diag": zoo_diag,
     "full": zoo_full,
@@ -138,12 +162,18 @@ MODEL_ZOO = {
     "categorical": zoo_categorical,
     "two_level": zoo_two_level,
     "spatial": zoo_spatial,
+    "vq": zoo_vq,
+    "rvq": zoo_rvq,
+    "fsq": zoo_fsq,
+    "vq_spatial": zoo_vq_spatial,
 }
+# Zoo models with vector-quantised latents: no prior to sample from.
+QUANTIZED = ("vq", "rvq", "fsq", "vq_spatial")
 
 
 def zoo_data(name, n=64, seed=0):
     """Binary data of the shape the zoo model `name` reads."""
-    if name == "spatial":
+    if name in ("spatial", "vq_spatial"):
         rng = np.random.default_rng(seed)
         return (rng.uniform(size=(n,) + SPATIAL) < 0.3).astype("float32")
     return binary_data(n, d=D, seed=seed)

@@ -18,8 +18,12 @@ a new latent family or objective gets the whole battery by one line of
    and continued training that equals the original's step for step;
 4. the exported SavedModel's signatures equal the in-memory calls of the
    same name (`serving_default` = `reconstruct`, `encode`, `sample`,
-   `log_likelihood` with the signature's fixed seeds), and it holds no
+   `log_likelihood` with the signature's fixed seeds; `encode_codes` and
+   `decode_codes` for vector-quantised latents), and it holds no
    variable of the objective layer.
+
+`sample=False` for a model with no prior to draw from (vector-quantised
+latents: `sample` refuses, and the export has no `sample` signature).
 """
 
 import keras
@@ -102,12 +106,18 @@ def check_xla_equals_eager(build, objective, x, seed, compile_kwargs):
     return xla
 
 
-def check_round_trip(model, x, tmp_path, latent_shape):
+def _quantized(model):
+    return [level for level in model.levels if level.quantizer is not None]
+
+
+def check_round_trip(model, x, tmp_path, latent_shape, sample=True):
     path = str(tmp_path / "model.keras")
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     assert loaded.objective.get_config() == model.objective.get_config()
     assert type(loaded.objective) is type(model.objective)
+    assert type(loaded.likelihood) is type(model.likelihood)
+    assert loaded.likelihood.get_config() == model.likelihood.get_config()
     _assert_close_dicts(_variables(model), _variables(loaded), 0, 0,
                         "saved variables")
     if model.objective_layer is not None:
@@ -123,9 +133,13 @@ def check_round_trip(model, x, tmp_path, latent_shape):
             a.trace(x, x, num_samples=3, seed=seed).log_weights(),
             b.trace(x, x, num_samples=3, seed=seed).log_weights())
         np.testing.assert_array_equal(a.reconstruct(x), b.reconstruct(x))
-        np.testing.assert_array_equal(
-            a.sample(4, seed=3, latent_shape=latent_shape),
-            b.sample(4, seed=3, latent_shape=latent_shape))
+        if sample:
+            np.testing.assert_array_equal(
+                a.sample(4, seed=3, latent_shape=latent_shape),
+                b.sample(4, seed=3, latent_shape=latent_shape))
+        if _quantized(a):
+            np.testing.assert_array_equal(a.encode_codes(x),
+                                          b.encode_codes(x))
     # Training continues where it stopped: the same step on both.
     for m in (model, loaded):
         m.train_on_batch(x)
@@ -134,7 +148,7 @@ def check_round_trip(model, x, tmp_path, latent_shape):
     return loaded
 
 
-def check_export(model, x, tmp_path, latent_shape, samples=8):
+def check_export(model, x, tmp_path, latent_shape, samples=8, sample=True):
     path = model.export_serving(str(tmp_path / "served"),
                                 log_likelihood_samples=samples)
     served = tf.saved_model.load(path)
@@ -153,7 +167,9 @@ def check_export(model, x, tmp_path, latent_shape, samples=8):
     levels = model.levels
     names = []
     for level, params in zip(levels, encoded):
-        keys = ["logits"] if not isinstance(params, tuple) else ["loc", "scale"]
+        keys = (["features"] if level.quantizer is not None
+                else ["logits"] if not isinstance(params, tuple)
+                else ["loc", "scale"])
         suffix = "" if len(levels) == 1 else f"_{level.name}"
         names += [k + suffix for k in keys]
     served_enc = np.concatenate(
@@ -162,11 +178,21 @@ def check_export(model, x, tmp_path, latent_shape, samples=8):
     extra = {}
     if latent_shape is not None:
         extra["latent_shape"] = tf.constant(latent_shape, tf.int32)
-    np.testing.assert_allclose(
-        sig["sample"](num_samples=tf.constant(4), seed=tf.constant(3),
-                      **extra)["samples"],
-        model.sample(4, seed=3, latent_shape=latent_shape),
-        rtol=1e-5, atol=1e-6)
+    if sample:
+        np.testing.assert_allclose(
+            sig["sample"](num_samples=tf.constant(4), seed=tf.constant(3),
+                          **extra)["samples"],
+            model.sample(4, seed=3, latent_shape=latent_shape),
+            rtol=1e-5, atol=1e-6)
+    else:
+        assert "sample" not in sig, sorted(sig)
+    if _quantized(model):  # one quantized latent in the zoo
+        codes = model.encode_codes(x)
+        served_codes = sig["encode_codes"](x=x_t)["codes"]
+        np.testing.assert_array_equal(served_codes, codes)
+        np.testing.assert_allclose(
+            sig["decode_codes"](codes=served_codes)["params"],
+            model.decode_codes(codes), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
         sig["log_likelihood"](x=x_t)["log_likelihood"],
         programs.log_likelihood(model, x_t, x_t, samples,
@@ -181,14 +207,17 @@ def check_export(model, x, tmp_path, latent_shape, samples=8):
 
 
 def run_model_test(build, objective, x, tmp_path, *, seed=0,
-                   latent_shape=None, compile_kwargs=None, export=True):
+                   latent_shape=None, compile_kwargs=None, export=True,
+                   sample=True):
     """The battery above for `build()` (a fresh uncompiled VAEModel) trained
-    by `objective` (a factory: called for each model, or a string)."""
+    by `objective` (a factory: called for each model, or a string).
+    `sample=False`: the model has no prior to draw from (see the module
+    doc)."""
     compile_kwargs = compile_kwargs or {}
     make = objective if callable(objective) else (lambda: objective)
     model = check_xla_equals_eager(build, make(), x, seed, compile_kwargs)
     check_data_forms(model, x)
-    check_round_trip(model, x, tmp_path, latent_shape)
+    check_round_trip(model, x, tmp_path, latent_shape, sample)
     if export:
-        check_export(model, x, tmp_path, latent_shape)
+        check_export(model, x, tmp_path, latent_shape, sample=sample)
     return model

@@ -5,7 +5,7 @@ import pytest
 import keras_vae
 from keras_vae import evaluate
 from keras_vae.losses import BernoulliNLL
-from tests.models.conftest import binary_data
+from tests.builders import binary_data
 
 
 def test_diagnostics_on_a_model_with_one_dead_unit():

@@ -14,7 +14,7 @@ import keras_vae
 from keras_vae import objectives
 from keras_vae.losses import BernoulliNLL
 from keras_vae.random import derive_seed
-from tests.models.conftest import binary_data, mlp_vae
+from tests.builders import binary_data, mlp_vae
 
 SIGNATURES = ["serving_default", "encode", "decode", "sample", "log_likelihood"]
 

@@ -4,11 +4,12 @@ Private: `VectorQuantizer`, `ResidualVectorQuantizer` and
 `FiniteScalarQuantizer` use these; the public contract is on the classes.
 """
 
-import keras
 import numpy as np
+import keras
 import tensorflow as tf
 
 from keras_vae import _validation as v
+from keras_vae import random as random_lib
 
 
 def float_dtype(layer):
@@ -66,8 +67,11 @@ def cluster_stats(z, idx, num_codes):
 
 
 def random_rows(z, n, seed_generator):
-    """`n` rows of `z` drawn uniformly (the first replica's draw)."""
-    u = keras.random.uniform((n,), seed=seed_generator, dtype="float32")
+    """`n` rows of `z` drawn uniformly (the first replica's draw). The
+    draw is `keras_vae.random.uniform`'s, identical with and without XLA
+    (`keras.random.uniform`'s is not), so a compiled train step restarts
+    and initialises the codebook as an eager one does."""
+    u = random_lib.uniform((n,), seed_generator=seed_generator)
     size = tf.shape(z)[0]
     idx = tf.minimum(tf.cast(u * tf.cast(size, tf.float32), tf.int32),
                      size - 1)
@@ -203,8 +207,20 @@ class TracksUsage:
         recent = (last > 0) & (last > step - self.usage_window)
         return tf.reduce_mean(tf.cast(recent, tf.float32))
 
-    def _usage_metrics(self, codes=None):
-        """`{"perplexity", "codebook_usage"}`; see `usage_metrics`."""
+    def usage_metrics(self, codes=None):
+        """The codebook-health metrics, as float32 scalars.
+
+        Args:
+            codes: optional integer codes of a batch (as `codes()` returns).
+                Given, `perplexity` is that batch's; otherwise the last
+                training batch's (stored by the training call, so a train
+                step reads it after the forward pass at no cost).
+
+        Returns:
+            `{"perplexity": exp(entropy of the code frequencies in the
+            batch), "codebook_usage": fraction of the codes used in the
+            last usage_window training steps}`.
+        """
         if codes is None:
             ppl = tf.convert_to_tensor(self.last_perplexity)
         else:
@@ -214,3 +230,15 @@ class TracksUsage:
             ppl = perplexity(counts)
         return {"perplexity": ppl, "codebook_usage": self._codebook_usage()}
 
+
+
+class SameShapeOutput:
+    """Mixin of the quantizers: the output has the input's shape, and the
+    input's last axis must be `self._feature_size()` wide."""
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def compute_output_spec(self, inputs, training=None):
+        check_feature_axis(inputs.shape, self._feature_size(), self.name)
+        return keras.KerasTensor(tuple(inputs.shape), dtype=float_dtype(self))

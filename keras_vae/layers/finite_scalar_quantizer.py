@@ -22,7 +22,8 @@ def _check_levels(levels):
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class FiniteScalarQuantizer(cb.TracksUsage, keras.layers.Layer):
+class FiniteScalarQuantizer(cb.TracksUsage, cb.SameShapeOutput,
+                            keras.layers.Layer):
     """Rounds each of d features to one of L_i levels (FSQ).
 
     ```none
@@ -42,7 +43,10 @@ class FiniteScalarQuantizer(cb.TracksUsage, keras.layers.Layer):
     practice nearly all are used (Mentzer et al.). The bound is the
     paper's, including its `tan` shift for even levels. The input's last
     axis must have `len(levels)` features: put a `Dense(len(levels))`
-    before the layer (and one to the decoder's width after it).
+    before the layer (and one to the decoder's width after it). The grid
+    is at unit scale: features near 0 (small activations through a fresh
+    projection) all round to the centre, exactly 0, where a ReLU decoder
+    has no gradient; normalise them first (e.g. `LayerNormalization`).
 
     `codes()` gives the integer code of each position, `lookup()` the grid
     vector of a code; `num_codes` is prod(levels) and `log_num_codes` its
@@ -137,23 +141,12 @@ class FiniteScalarQuantizer(cb.TracksUsage, keras.layers.Layer):
         return (tf.cast(digits, cb.float_dtype(self)) - half_width
                 ) / half_width
 
-    def usage_metrics(self, codes=None):
-        """The codebook-health metrics, as float32 scalars.
-
-        Args:
-            codes: optional integer codes of a batch (as `codes()` returns).
-                Given, `perplexity` is that batch's; otherwise the last
-                training batch's (stored by the training call, so a train
-                step reads it after the forward pass at no cost).
-
-        Returns:
-            `{"perplexity": exp(entropy of the code frequencies in the
-            batch), "codebook_usage": fraction of the codes used in the
-            last usage_window training steps}`.
-        """
-        return self._usage_metrics(codes)
-
     def call(self, inputs, training=None):
+        return self.quantize_with_losses(inputs, training)[0]
+
+    def quantize_with_losses(self, inputs, training=False):
+        """`(outputs, [])`: what `call` returns, and no loss (the quantizer
+        protocol of `VectorQuantizer.quantize_with_losses`)."""
         b = self._bounded(inputs)
         rounded = tf.round(b)
         if training:
@@ -162,15 +155,10 @@ class FiniteScalarQuantizer(cb.TracksUsage, keras.layers.Layer):
             self._update_usage(counts)
         # Exactly on the grid in value; the gradient of the bound.
         return (rounded + (b - tf.stop_gradient(b))) / self._const(
-            self._half_width)
+            self._half_width), []
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def compute_output_spec(self, inputs, training=None):
-        cb.check_feature_axis(inputs.shape, len(self.levels), self.name)
-        return keras.KerasTensor(tuple(inputs.shape),
-                                 dtype=cb.float_dtype(self))
+    def _feature_size(self):
+        return len(self.levels)
 
     def get_config(self):
         config = super().get_config()

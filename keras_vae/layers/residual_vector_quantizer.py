@@ -9,7 +9,7 @@ from keras_vae.layers.vector_quantizer import VectorQuantizer
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class ResidualVectorQuantizer(keras.layers.Layer):
+class ResidualVectorQuantizer(cb.SameShapeOutput, keras.layers.Layer):
     """Quantises features by Q codebooks in turn, each on what is left.
 
     ```none
@@ -162,22 +162,28 @@ class ResidualVectorQuantizer(keras.layers.Layer):
         return out
 
     def call(self, inputs, training=None):
+        outputs, losses = self.quantize_with_losses(inputs, training=training)
+        for loss in losses:
+            self.add_loss(loss)
+        return outputs
+
+    def quantize_with_losses(self, inputs, training=False):
+        """`(outputs, losses)`: what `call` returns and the stages' losses
+        (see `VectorQuantizer.quantize_with_losses`), without `add_loss`."""
         z = tf.cast(inputs, cb.float_dtype(self))
         residual = z
-        total = None
+        total, losses = None, []
         for quantizer in self.quantizers:
-            code = tf.stop_gradient(quantizer(residual, training=training))
+            code, stage_losses = quantizer.quantize_with_losses(
+                residual, training)
+            code = tf.stop_gradient(code)
+            losses += stage_losses
             total = code if total is None else total + code
             residual = residual - code
-        return total + (z - tf.stop_gradient(z))
+        return total + (z - tf.stop_gradient(z)), losses
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def compute_output_spec(self, inputs, training=None):
-        cb.check_feature_axis(inputs.shape, self.code_dim, self.name)
-        return keras.KerasTensor(tuple(inputs.shape),
-                                 dtype=cb.float_dtype(self))
+    def _feature_size(self):
+        return self.code_dim
 
     def get_config(self):
         config = super().get_config()

@@ -11,7 +11,8 @@ from keras_vae.seed_state import SavesSeedState
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class VectorQuantizer(cb.TracksUsage, SavesSeedState, keras.layers.Layer):
+class VectorQuantizer(cb.TracksUsage, cb.SameShapeOutput, SavesSeedState,
+                      keras.layers.Layer):
     """Replaces each feature vector by its nearest code (VQ-VAE).
 
     ```none
@@ -220,22 +221,6 @@ class VectorQuantizer(cb.TracksUsage, SavesSeedState, keras.layers.Layer):
         """log(num_codes): the uniform prior's -log p(code) per position."""
         return math.log(self.num_codes)
 
-    def usage_metrics(self, codes=None):
-        """The codebook-health metrics, as float32 scalars.
-
-        Args:
-            codes: optional integer codes of a batch (as `codes()` returns).
-                Given, `perplexity` is that batch's; otherwise the last
-                training batch's (stored by the training call, so a train
-                step reads it after the forward pass at no cost).
-
-        Returns:
-            `{"perplexity": exp(entropy of the code frequencies in the
-            batch), "codebook_usage": fraction of the codes used in the
-            last usage_window training steps}`.
-        """
-        return self._usage_metrics(codes)
-
     # ------------------------------------------------------------ training
     def _random_rows(self, z):
         return cb.random_rows(z, self.num_codes, self.seed_generator)
@@ -284,6 +269,19 @@ class VectorQuantizer(cb.TracksUsage, SavesSeedState, keras.layers.Layer):
         return raw, idx
 
     def call(self, inputs, training=None):
+        outputs, losses = self.quantize_with_losses(inputs, training=training)
+        for loss in losses:
+            self.add_loss(loss)
+        return outputs
+
+    def quantize_with_losses(self, inputs, training=False):
+        """`(outputs, losses)`: what `call` returns and the list of the
+        losses it adds (commitment, and the codebook loss without EMA; none
+        at inference), with the same statistics updates, but without
+        `add_loss`. For callers that need one call's losses for
+        themselves: a layer's loss list is shared by the replicas of a
+        `tf.distribute` strategy, which trace their calls in threads
+        (`VAEModel` reads the losses through this)."""
         z, shape = self._features(inputs)
         raw = tf.convert_to_tensor(self.codebook)
         if training:
@@ -291,23 +289,19 @@ class VectorQuantizer(cb.TracksUsage, SavesSeedState, keras.layers.Layer):
         else:
             idx = cb.nearest(z, self._codes_in_use(raw))
         z_q = tf.gather(self._codes_in_use(raw), idx)
+        losses = []
         if training:
-            self.add_loss(self.commitment_cost * tf.reduce_mean(
+            losses.append(self.commitment_cost * tf.reduce_mean(
                 tf.square(z - tf.stop_gradient(z_q))))
             if self.ema_decay is None:
-                self.add_loss(tf.reduce_mean(
+                losses.append(tf.reduce_mean(
                     tf.square(tf.stop_gradient(z) - z_q)))
         # Straight-through: exactly z_q in value (z - sg(z) is 0), gradient
         # the identity on z.
-        return tf.reshape(z_q + (z - tf.stop_gradient(z)), shape)
+        return tf.reshape(z_q + (z - tf.stop_gradient(z)), shape), losses
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def compute_output_spec(self, inputs, training=None):
-        cb.check_feature_axis(inputs.shape, self.code_dim, self.name)
-        return keras.KerasTensor(tuple(inputs.shape),
-                                 dtype=cb.float_dtype(self))
+    def _feature_size(self):
+        return self.code_dim
 
     def get_config(self):
         config = super().get_config()

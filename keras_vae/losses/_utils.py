@@ -47,3 +47,29 @@ def split_components(params, k):
         for i, d in enumerate(params.shape[:-1])
     ]
     return tf.reshape(params, dims + [c, k])
+
+
+class OptionalScaleParams:
+    """Mixin of the location-scale likelihoods (`GaussianNLL`,
+    `LaplaceNLL`): the decoder emits the location, and the scale too
+    when `self.learned_scale` (two parameters per element)."""
+
+    @property
+    def params_per_element(self):
+        return 2 if self.learned_scale else 1
+
+    @class_or_instance_method
+    def params_size(owner, event_shape, learned_scale=None):
+        """Number of parameters the decoder must emit for one example.
+
+        Args:
+            event_shape: shape of one data example (without batch axis), or
+                of one position's channels, e.g. `(784,)` or `(3,)`.
+            learned_scale: whether the scale is learned (2 parameters per
+                element) or fixed (1). Defaults to False on the class, and
+                to the loss's own setting when called on an instance.
+        """
+        if learned_scale is None:
+            learned_scale = not isinstance(owner, type) and (
+                owner.learned_scale)
+        return (2 if learned_scale else 1) * num_elements(event_shape)

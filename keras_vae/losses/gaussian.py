@@ -12,7 +12,7 @@ tfd = tfp.distributions
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class GaussianNLL(LikelihoodLoss):
+class GaussianNLL(_utils.OptionalScaleParams, LikelihoodLoss):
     """Negative log-likelihood of independent Gaussian elements.
 
     With a fixed observation scale `sigma` the decoder emits the mean only
@@ -76,27 +76,6 @@ class GaussianNLL(LikelihoodLoss):
     def learned_scale(self):
         """Whether the scale comes from the decoder (`scale=None`)."""
         return self.scale is None
-
-    @property
-    def params_per_element(self):
-        return 2 if self.learned_scale else 1
-
-    @_utils.class_or_instance_method
-    def params_size(owner, event_shape, learned_scale=None):
-        """Number of parameters the decoder must emit for one example.
-
-        Args:
-            event_shape: shape of one data example (without batch axis), or
-                of one position's channels, e.g. `(784,)` or `(3,)`.
-            learned_scale: whether the scale is learned (2 parameters per
-                element) or fixed (1). Defaults to False on the class, and
-                to the loss's own setting when called on an instance.
-        """
-        if learned_scale is None:
-            learned_scale = isinstance(owner, GaussianNLL) and (
-                owner.learned_scale
-            )
-        return (2 if learned_scale else 1) * _utils.num_elements(event_shape)
 
     def _make_distribution(self, params):
         if not self.learned_scale:

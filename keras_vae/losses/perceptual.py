@@ -185,21 +185,28 @@ class PerceptualDistance(keras.losses.Loss):
                 "PerceptualDistance: the two image batches differ in shape. "
                 f"Received: y_true.shape={tuple(x.shape)}, "
                 f"y_pred.shape={tuple(y.shape)}")
+        if x.shape.rank is not None:
+            self.check_input_shape(tuple(x.shape[1:]), x.shape[0])
+
+    def check_input_shape(self, data, batch=None):
+        """Raises a `ValueError` naming `feature_model` if images of shape
+        `data` (no batch axis; None for unknown sizes; `batch` only for the
+        message) do not fit the feature model's input."""
+        data = tuple(data)
         expected = self.feature_input_shape
-        if expected is None or x.shape.rank is None:
+        if expected is None:
             return
-        data = tuple(x.shape[1:])
         fits = len(data) == len(expected) and all(
             e is None or d is None or e == d for e, d in zip(expected, data))
         if not fits:
             raise ValueError(
                 "PerceptualDistance: the `feature_model` takes inputs of "
                 f"shape {(None,) + expected}, which does not fit the data of "
-                f"shape {tuple(x.shape)}. Build the feature model for the "
+                f"shape {(batch,) + data}. Build the feature model for the "
                 "data's shape (e.g. `vgg16_lpips_features(input_shape="
                 f"{data})`) or with None spatial dimensions. Received: "
                 f"feature_model.input_shape={(None,) + expected}, "
-                f"data shape={tuple(x.shape)}")
+                f"data shape={(batch,) + data}")
 
 
 def _output_channels(model):

@@ -9,7 +9,16 @@ Signatures (each with named inputs and outputs and a dynamic batch axis):
 | `decode` | `z` (`z_<level>` for each latent the decoder reads, when several) (+ conditions) | `params` (likelihood parameters), `mean` |
 | `sample` | `num_samples` (int32 scalar), `seed` (int32 scalar) (+ conditions, one row each) (+ `latent_shape` (int32 vector) when a latent's size is known only at run time) | `samples` (ancestral through the levels) |
 | `log_likelihood` | model inputs (+ `targets` for a conditional model, shaped like the first input unless `target_shape` says otherwise) | `log_likelihood` (per example, importance-sampled with a fixed K, in chunks of 16 samples; deterministic: fixed seeds, so the same request gets the same scores; a row batched with other rows gets other draws, within the Monte Carlo error) |
+| `encode_codes` (models with vector-quantised latents) | model inputs | `codes` (int32; `codes_<level>` for each quantized latent, when several) |
+| `decode_codes` (the same, when the decoder reads only quantized latents) | `codes` (`codes_<level>` when several) (+ conditions) | `params`, `mean`, as `decode` |
 | `impute` (models compiled with `missing_values`) | model inputs (+ `targets`, as above), `seed` (int32 scalar) | `imputed`: the data with each missing entry replaced by E[x_mis \| x_obs] (self-normalised importance sampling, K = `log_likelihood_samples`); the same numbers as `VAEModel.impute(x, num_samples=K, seed=seed, batch_size=len(x))` |
+
+A quantized latent's `encode` output is its `features` (the encoder
+output z_e). A model with a quantized latent has no `sample` signature:
+its prior is uniform over the codes, and a uniform draw of codes is not
+a useful sample. `decode_codes` checks that the codes are in range (an
+assertion: out-of-range codes fail the request with InvalidArgumentError;
+the signatures are not XLA-compiled, which would drop it).
 
 Every signature is a thin caller of the inference programs
 (`keras_vae.models.programs`) that the array methods of the same names run:
@@ -31,6 +40,7 @@ import tensorflow as tf
 
 from keras_vae import _validation as v
 from keras_vae.models import programs
+from keras_vae.models import quantized as quantized_lib
 from keras_vae.random import derive_seed
 
 # Seed of the `log_likelihood` signature's noise (chunks derive theirs).
@@ -47,6 +57,42 @@ def _input_names(model):
     if len(model.inputs) == 1:
         return ["x"]
     return ["x"] + [f"input_{i}" for i in range(1, len(model.inputs))]
+
+
+def _add_code_endpoints(archive, model, quantized, in_specs):
+    """The `encode_codes` and (when the decoder reads only quantized
+    latents) `decode_codes` signatures."""
+    graph = model.graph
+    levels = graph.levels
+
+    def key(i, several):
+        return "codes" if not several else f"codes_{levels[i].name}"
+
+    def encode_codes(*args):
+        codes = programs.encode_codes(model, list(args))
+        return {key(i, len(quantized) > 1): c
+                for i, c in zip(quantized, codes)}
+
+    archive.add_endpoint("encode_codes", encode_codes, in_specs)
+    if not all(levels[d].quantizer is not None for d in graph.decoder_z):
+        return
+    several = len(graph.decoder_z) > 1
+    code_specs = [
+        tf.TensorSpec(
+            (None,) + quantized_lib.code_shape(levels[d].quantizer,
+                                               levels[d].z_shape),
+            tf.int32, name=key(d, several))
+        for d in graph.decoder_z
+    ]
+
+    def decode_codes(*args):
+        params = programs.decode_codes(model, list(args))
+        return {"params": tf.cast(params, tf.float32),
+                "mean": model.likelihood.mean(params)}
+
+    archive.add_endpoint(
+        "decode_codes", decode_codes,
+        code_specs + [in_specs[j] for j in graph.decoder_input_index])
 
 
 def export_serving(model, path, log_likelihood_samples=100,
@@ -110,7 +156,9 @@ def export_serving(model, path, log_likelihood_samples=100,
         params, _ = programs.mode_pass(model, list(args), decode=False)
         out = {}
         for level, level_params in zip(levels, params):
-            keys = ["logits"] if len(level_params) == 1 else ["loc", "scale"]
+            keys = (["features"] if level.quantizer is not None
+                    else ["logits"] if len(level_params) == 1
+                    else ["loc", "scale"])
             suffix = "" if len(levels) == 1 else f"_{level.name}"
             out.update({k + suffix: p for k, p in zip(keys, level_params)})
         return out
@@ -153,12 +201,17 @@ def export_serving(model, path, log_likelihood_samples=100,
     archive.add_endpoint(
         "decode", decode, z_specs + [in_specs[j] for j in dec_idx]
     )
-    archive.add_endpoint(
-        "sample", sample,
-        [tf.TensorSpec((), tf.int32, name="num_samples"),
-         tf.TensorSpec((), tf.int32, name="seed")]
-        + [in_specs[j] for j in cond_idx] + shape_specs,
-    )
+    quantized = [i for i, level in enumerate(levels)
+                 if level.quantizer is not None]
+    if not quantized:
+        archive.add_endpoint(
+            "sample", sample,
+            [tf.TensorSpec((), tf.int32, name="num_samples"),
+             tf.TensorSpec((), tf.int32, name="seed")]
+            + [in_specs[j] for j in cond_idx] + shape_specs,
+        )
+    else:
+        _add_code_endpoints(archive, model, quantized, in_specs)
     ll_specs = in_specs if single else in_specs + [target_spec]
     archive.add_endpoint("log_likelihood", log_likelihood, ll_specs)
 

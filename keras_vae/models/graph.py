@@ -3,8 +3,11 @@
 `VAEModel` is built the functional way from any graph whose latent
 variables are `LatentSample` layers (`ReparameterizedSample`, `IAFSample`,
 `GumbelSoftmaxSample`), each fed by the posterior parameters through a
-`KLRegularizer`. This module finds those latents ("levels") and cuts the
-graph, sharing the original layers and weights, into:
+`KLRegularizer`, or quantizers (`VectorQuantizer`,
+`ResidualVectorQuantizer`, `FiniteScalarQuantizer`: a level on its own,
+read through `models/quantized.py`; its posterior parameters are the
+features z_e it quantises). This module finds those latents ("levels")
+and cuts the graph, sharing the original layers and weights, into:
 
 - per level, a *stage* model: the model inputs and earlier levels' z it
   reads -> `[posterior params..., prior params..., context...]`;
@@ -27,6 +30,7 @@ from typing import Any, Optional
 from keras_vae.layers.kl_regularizer import KLRegularizer
 from keras_vae.layers.latent_sample import LatentSample
 from keras_vae.models import _keras_graph as kg
+from keras_vae.models import quantized as quantized_lib
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -34,8 +38,8 @@ class Level:
     """One latent variable of a VAE graph (`VAEModel.levels`)."""
 
     name: str              # the sampling layer's name (metric `kl_<name>`)
-    sampler: Any           # the LatentSample layer
-    kl: Any                # its KLRegularizer
+    sampler: Any           # the LatentSample layer (a QuantizedLatent)
+    kl: Any                # its KLRegularizer (a UniformCodePrior)
     num_params: int        # posterior params among the stage outputs
     num_prior_params: int  # then prior params (0: the KL layer's prior)
     stage: Any             # keras.Model, see the module doc
@@ -45,6 +49,8 @@ class Level:
     prior_input_index: tuple
     prior_z_deps: tuple
     z_shape: tuple         # shape of one z, no batch axis (None: unknown)
+    quantizer: Optional[Any] = None  # the quantizer layer of a quantized
+    #                                  level (models/quantized.py), else None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -87,15 +93,33 @@ def _reachable(outputs, z_ids, model_inputs):
 
 
 
+def _quantized_level(model, quantizer, node):
+    """The entry of `_find_levels` for a quantizer: its input z_e is the
+    posterior parameter, its output the z (see `models/quantized.py`)."""
+    inputs = kg.node_inputs(node)
+    if len(inputs) != 1:
+        raise ValueError(
+            f"VAEModel '{model.name}': the quantizer '{quantizer.name}' is "
+            f"called on {len(inputs)} tensors; it quantises one tensor of "
+            "features (batch, ..., D)."
+        )
+    return (quantized_lib.QuantizedLatent(quantizer),
+            quantized_lib.UniformCodePrior(quantizer), inputs, [], [],
+            kg.node_outputs(node)[0])
+
+
 def _find_levels(model):
-    samplers = [l for l in model.layers if isinstance(l, LatentSample)]
+    samplers = [l for l in model.layers if isinstance(l, LatentSample)
+                or quantized_lib.is_quantizer(l)]
     if not samplers:
         raise ValueError(
             f"VAEModel '{model.name}' has no latent sampling layer "
-            "(ReparameterizedSample, IAFSample, GumbelSoftmaxSample). Build "
-            "it as: features -> GaussianEncoderHead -> KLRegularizer -> "
-            "ReparameterizedSample -> decoder. Layers received: "
-            f"{[l.name for l in model.layers]}"
+            "(ReparameterizedSample, IAFSample, GumbelSoftmaxSample) or "
+            "quantizer (VectorQuantizer, ResidualVectorQuantizer, "
+            "FiniteScalarQuantizer). Build it as: features -> "
+            "GaussianEncoderHead -> KLRegularizer -> ReparameterizedSample "
+            "-> decoder, or features -> VectorQuantizer -> decoder. Layers "
+            f"received: {[l.name for l in model.layers]}"
         )
     found, kl_nodes = [], {}
     for sampler in samplers:
@@ -107,6 +131,9 @@ def _find_levels(model):
                 "latent sampled once."
             )
         node = nodes[0]
+        if not isinstance(sampler, LatentSample):
+            found.append(_quantized_level(model, sampler, node))
+            continue
         inputs = kg.node_inputs(node)
         params = inputs[: sampler.num_params]
         context = inputs[sampler.num_params:]
@@ -204,6 +231,8 @@ def analyse(model):
             stage=stage, input_index=input_index, z_deps=z_deps,
             prior_model=prior_model, prior_input_index=prior_input_index,
             prior_z_deps=prior_z_deps, z_shape=tuple(z.shape[1:]),
+            quantizer=(sampler.quantizer if isinstance(
+                sampler, quantized_lib.QuantizedLatent) else None),
         ))
 
     decoder_input_index, decoder_z = _reachable(

@@ -12,11 +12,14 @@ method of the same name compute the same thing by construction:
 | `reconstruct(model, xs)` | E[x \\| z] with every level at its posterior mode |
 | `mode_pass(model, xs, decode)` | posterior params and mode z per level (+ likelihood params) |
 | `decode(model, inputs)` | likelihood parameters of the decoder's inputs (z..., conditions) |
+| `encode_codes(model, xs)` | the integer codes of each quantized level at the posterior mode |
+| `decode_codes(model, inputs)` | likelihood parameters of `[codes per latent the decoder reads..., conditions]` |
 | `sample(model, xs, num_rows, seed, latent_shapes)` | the likelihood mean of ancestral prior draws |
 | `log_likelihood(model, x, y, K, chunk, seed, params)` | log (1/K) Σ_k w_k per example |
 | `elbo(model, x, y, K, chunk, seed, params)` | (1/K) Σ_k log p(x \\| z_k) - KL per example |
 | `impute(model, x, y, K, chunk, seed, params)` | y with missing entries replaced by Σ_k w̃_k E[x \\| z_k] |
 | `impute_params(model, x, y, K, chunk, seed, params)` | the likelihood params of a z drawn in proportion to w |
+| `log_likelihood_and_ess`, `impute_and_ess` (same arguments) | `(log_likelihood, ESS)`, `(impute, ESS)`: with the weights' effective sample size |
 
 Seeds: chunk c of importance samples draws with `derive_seed(seed, c)`
 (`seed`: an int scalar or an int32 (2,) tensor); `params` are per-example
@@ -56,6 +59,28 @@ def decode(model, inputs):
     return model.decoder(list(inputs), training=False)
 
 
+def encode_codes(model, xs):
+    """The codes of each quantized level (int32 `(B, ...)`, a trailing
+    stage axis for residual VQ) at the posterior mode, in `levels` order:
+    the codes whose vectors `reconstruct` decodes."""
+    trace = model.trace(xs, mode=MODE, decode=False)
+    return [level.quantizer.codes(record.params[0])
+            for level, record in zip(model.levels, trace.levels)
+            if level.quantizer is not None]
+
+
+def decode_codes(model, inputs):
+    """The decoder's output for `[codes of each latent the decoder reads
+    (graph.decoder_z, all quantized)..., conditions]`: each level's
+    `lookup(codes)` (the vectors its forward pass outputs for those
+    codes) decoded. The lookup checks the codes' range (a
+    `tf.debugging` assertion, which XLA drops: check before a jit call)."""
+    n = len(model.graph.decoder_z)
+    zs = [model.levels[d].quantizer.lookup(codes)
+          for d, codes in zip(model.graph.decoder_z, inputs[:n])]
+    return decode(model, zs + list(inputs[n:]))
+
+
 def sample(model, xs, num_rows, seed, latent_shapes=None):
     """The likelihood's mean of `num_rows` ancestral draws from the prior
     (`xs`: the model inputs, the conditions set and the rest None)."""
@@ -79,6 +104,15 @@ def log_likelihood(model, x, y, num_samples, chunk_size, seed, params=None):
     """Importance-sampled log p(x) (log p(x_obs) with missing entries),
     per example: log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x)."""
     return objectives.chunked_logmeanexp(
+        _chunks(model, x, y, seed, params, lambda t, _: t.log_weights()),
+        num_samples, chunk_size)
+
+
+def log_likelihood_and_ess(model, x, y, num_samples, chunk_size, seed,
+                           params=None):
+    """`(log_likelihood, ESS)` per example, in one pass over the chunks:
+    the ESS of the importance weights (`objectives.effective_sample_size`)."""
+    return objectives.chunked_logmeanexp_and_ess(
         _chunks(model, x, y, seed, params, lambda t, _: t.log_weights()),
         num_samples, chunk_size)
 
@@ -107,6 +141,18 @@ def impute(model, x, y, num_samples, chunk_size, seed, params=None):
         num_samples, chunk_size)
     y = tf.cast(y, filled.dtype)
     return tf.where(missing_lib.observed(y, model.missing_values), y, filled)
+
+
+def impute_and_ess(model, x, y, num_samples, chunk_size, seed, params=None):
+    """`(impute, ESS)`: `impute` and the effective sample size of its
+    importance weights, per example."""
+    filled, ess = objectives.chunked_weighted_mean_and_ess(
+        _chunks(model, x, y, seed, params,
+                lambda t, _: imputation_terms(t, model.likelihood)),
+        num_samples, chunk_size)
+    y = tf.cast(y, filled.dtype)
+    return tf.where(missing_lib.observed(y, model.missing_values), y,
+                    filled), ess
 
 
 def impute_params(model, x, y, num_samples, chunk_size, seed, params=None):

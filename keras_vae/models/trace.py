@@ -11,10 +11,15 @@ of three modes:
           sample-major); log q(z_k | x), log p(z_k) and KL(q || p); then
           the decoder on the K·B rows and, given targets, log p(x | z_k)
 "mode"    each level at its posterior mode (the mean; through the flow
-          for IAFSample; the one-hot argmax for categoricals); no KL
+          for IAFSample; the one-hot argmax for categoricals; the
+          quantised features for a quantizer); no KL
 "prior"   ancestral draws z ~ p(z) level by level (a level whose prior is
           computed by the model reads the earlier draws), then the decoder
 ```
+
+A quantized level (`keras_vae.models.quantized`) is deterministic: its
+K draws are the one quantizer output, log q = 0, log p = -log K per
+position and the KL log K per position; it has no "prior" mode.
 
 It returns a `Trace`, a frozen record of the forward pass and nothing more
 (whose per-level entries are `LevelTrace`s); objectives
@@ -37,6 +42,7 @@ import tensorflow as tf
 
 from keras_vae.kl import kl_divergence_and_kind, kl_per_dimension
 from keras_vae.models import missing as missing_lib
+from keras_vae.models import quantized as quantized_lib
 from keras_vae.models.gradient_tap import GradientTap
 from keras_vae.models.graph import call_as_list
 from keras_vae.random import derive_seed
@@ -71,14 +77,18 @@ class LevelTrace:
         prior: p(z) as a TFP distribution ("sample" and "prior" modes).
         stage_samples: K when the stage ran on K·B rows (a level reading
             an earlier level's z), else 1.
-        sampler: the level's sampling layer (`LatentSample`): its
-            `posterior(params)` and `reparameterized` flag.
+        sampler: the level's sampling layer (`LatentSample`, or the
+            `QuantizedLatent` of a quantizer): its `posterior(params)`
+            and `reparameterized` flag.
         z_deps: indices of the earlier levels whose z this level's
             posterior reads (its parents).
         analytic_kl: whether `kl` is TFP's closed form (differentiable in
             the posterior parameters without looking at z).
         z_tap: the level's `GradientTap` when the trace was run with
             `gradient_taps=True` (z went through it), else None.
+        losses: the losses a quantized level's layer added in this pass
+            (commitment, codebook; training only), which
+            `VAEModel.compute_objective` adds to the loss.
     """
 
     name: str
@@ -97,6 +107,7 @@ class LevelTrace:
     z_deps: tuple = ()
     analytic_kl: bool = False
     z_tap: Any = None
+    losses: tuple = ()
 
     def kl_per_dim(self):
         """KL(q ‖ p) per example and latent dimension, `(B, *event)`, when
@@ -241,14 +252,17 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
         return _prior_trace(model, inputs, seed, decode, num_rows,
                             latent_shapes or {})
     k = num_samples if mode == SAMPLE else 1
-    xs, targets, mask = _filled(model, inputs, targets)
+    xs, stage_xs, targets, mask = _filled(model, inputs, targets)
     batch = tf.shape(xs[0])[0]
-    rows = _Rows(xs, k)
+    rows = _Rows(stage_xs, k)
     zs, records = [], []
     for i, level in enumerate(model.levels):
         override = (posterior_params or {}).get(i)
         if mode == MODE:
             record = _mode_level(level, rows, zs, override, training)
+        elif level.quantizer is not None:
+            record = _quantized_level(level, rows, zs, override, k, batch,
+                                      training, gradient_taps)
         else:
             level_seed = None if seed is None else derive_seed(seed, i)
             record = _sample_level(level, rows, zs, override, k, batch,
@@ -277,18 +291,22 @@ def run_trace(model, inputs, targets=None, *, num_samples=1, mode=SAMPLE,
 
 
 def _filled(model, inputs, targets):
-    """The inputs as a list of tensors and the targets, with missing
-    entries filled (a model compiled with `missing_values`), and the mask
-    of the targets' observed entries (or None)."""
+    """The inputs as a list of tensors, twice: with missing entries filled
+    (a model compiled with `missing_values`; what objectives read), and as
+    the stages read them (NaN at the missing entries of inputs read by
+    `MissingIndicator` layers, `missing.stage_inputs`); the targets, filled;
+    the mask of the targets' observed entries (or None)."""
     xs = [tf.convert_to_tensor(t) for t in model._input_list(inputs)]
     missing = getattr(model, "missing_values", None)
     mask = None
+    stage_xs = xs
     if missing is not None:
+        stage_xs = missing_lib.stage_inputs(model, xs, missing)
         xs = [missing_lib.fill(t, missing) for t in xs]
         if targets is not None:
             mask = missing_lib.observed(targets, missing)
             targets = missing_lib.fill(targets, missing, mask)
-    return xs, targets, mask
+    return xs, stage_xs, targets, mask
 
 
 class _Rows:
@@ -375,6 +393,33 @@ def _sample_level(level, rows, zs, override, k, batch, seed, training,
     )
 
 
+def _quantized_level(level, rows, zs, override, k, batch, training,
+                     gradient_taps):
+    """A quantized level: K identical draws (the quantizer's output; its
+    losses and codebook updates happen here when training), log q = 0,
+    log p = -KL = -log K · positions."""
+    rows_k = bool(level.z_deps) and k > 1  # the stage runs on K*B rows
+    params, _, context = _run_stage(level, rows, zs, override, rows_k,
+                                    training)
+    del context  # a quantizer reads only its features
+    z, losses = level.sampler.quantize(list(params), 1 if rows_k else k,
+                                       training=training)
+    tap = None
+    if gradient_taps:
+        tap = GradientTap()
+        z = tap(z)
+    kl = level.sampler.kl(params[0])[:batch]  # a constant: any B rows
+    return LevelTrace(
+        name=level.name, params=params, prior_params=None, z=z,
+        log_q=tf.zeros((k, batch), tf.float32),
+        log_p=-tf.tile(kl[None], [k, 1]), kl=kl,
+        kl_weight=level.kl.kl_weight, kl_layer=level.kl,
+        stage_samples=k if rows_k else 1, sampler=level.sampler,
+        z_deps=tuple(level.z_deps), analytic_kl=True, z_tap=tap,
+        losses=tuple(losses),
+    )
+
+
 def _prior_trace(model, inputs, seed, decode, num_rows, latent_shapes):
     """Ancestral draws from p(z...) (and the decoder's parameters)."""
     if seed is None:
@@ -383,6 +428,8 @@ def _prior_trace(model, inputs, seed, decode, num_rows, latent_shapes):
           else [None] * len(model.inputs))
     zs, records = [], []
     for i, level in enumerate(model.levels):
+        if level.quantizer is not None:
+            raise quantized_lib.no_prior_error(level.name)
         level_seed = derive_seed(seed, i)
         prior_params = None
         if level.prior_model is not None:

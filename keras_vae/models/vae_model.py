@@ -14,6 +14,7 @@ from keras_vae.models._nonfinite import (
     make_counters,
 )
 from keras_vae.models.inference import VAEInference
+from keras_vae.models.replica_step import ReplicaXLAMixin
 
 
 class _Parts:
@@ -29,11 +30,16 @@ class _Parts:
         self.graph = vae_graph
         self.functions = {}
         self.trackers = {}
+        # The likelihood given to the last `compile`, set before the
+        # objective's `check` and `build` run (Keras sets `loss` later).
+        self.likelihood = None
 
     def loss_layers(self):
         """Each layer of the stages and decoder once (for layer losses:
         regularisers, `add_loss`). The KLRegularizers inside are markers
-        that add none (the objective has the KL)."""
+        that add none (the objective has the KL). The quantizers are in
+        neither (the trace calls them between); their losses come with
+        the trace (`LevelTrace.losses`)."""
         seen, layers = set(), []
         models = [level.stage for level in self.graph.levels]
         for model in models + [self.graph.decoder]:
@@ -45,7 +51,7 @@ class _Parts:
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class VAEModel(VAEInference, keras.Model):
+class VAEModel(ReplicaXLAMixin, VAEInference, keras.Model):
     """A variational autoencoder built the functional way.
 
     ```none
@@ -85,6 +91,19 @@ class VAEModel(VAEInference, keras.Model):
     Metrics reported by `fit` / `evaluate`: `loss` (what is minimised),
     `elbo` (per-example ELBO, β = 1), `reconstruction` (-E_q log p(x|z))
     and `kl` (KL(q ‖ p), β = 1).
+
+    Vector-quantised latents: a quantizer (`VectorQuantizer`,
+    `ResidualVectorQuantizer`, `FiniteScalarQuantizer`) between encoder
+    and decoder is a latent level on its own, with no `KLRegularizer`:
+    a deterministic one-hot posterior and a uniform prior over the codes,
+    so the KL is log K per position and the ELBO log p(x | z_q) - log K ·
+    positions (`keras_vae.models.quantized`); the loss adds the layer's
+    commitment (and codebook) losses. `fit` also reports `perplexity` and
+    `codebook_usage`; `encode_codes(x)` and `decode_codes(codes)` map data
+    to integer codes and codes to the decoder's output. With K samples
+    the draws are identical (the ELBO's value does not change; IWAE is
+    refused). `sample` refuses: a uniform draw of codes is not a useful
+    sample (fit a prior over the codes and decode its draws).
 
     Example:
 
@@ -209,8 +228,9 @@ class VAEModel(VAEInference, keras.Model):
 
     @property
     def likelihood(self):
-        """The likelihood loss given to `compile` (p(x | z))."""
-        loss = getattr(self, "loss", None)
+        """The likelihood loss given to `compile` (p(x | z)); available to
+        the objective's `check` and `build` during `compile`."""
+        loss = self._parts.likelihood or getattr(self, "loss", None)
         if loss is None:
             raise ValueError(
                 f"VAEModel '{self.name}' is not compiled: its likelihood is "
@@ -251,15 +271,18 @@ class VAEModel(VAEInference, keras.Model):
             num_samples: K, the samples of z per example in each step, for
                 an objective given by name (default: the objective's own,
                 1 for ELBO, 5 for IWAE).
-            jit_compile: XLA-compile the train/test steps (default True;
-                turned off when the model was built under a multi-replica
-                `tf.distribute` strategy, whose cross-device step XLA
-                cannot compile).
+            jit_compile: XLA-compile the train/test steps (default True).
+                Under a multi-replica `tf.distribute` strategy each
+                replica's forward and backward pass is compiled and the
+                all-reduce and update run outside XLA
+                (`keras_vae.models.replica_step`); a step XLA cannot
+                compile falls back to a plain graph with a warning.
             missing_values: None (default: the data is complete; NaN in
                 NumPy data is an error), or the value that marks a missing
                 entry, e.g. `float("nan")`. The likelihood then scores only
                 the observed entries (log p(x_obs | z)), the encoder sees 0
-                where an entry is missing, `log_likelihood` estimates
+                where an entry is missing (NaN, and so the mask, through a
+                `keras_vae.MissingIndicator`), `log_likelihood` estimates
                 log p(x_obs) and `impute` fills the missing entries (see
                 `keras_vae.models.missing`). With `objective="iwae"` this is
                 MIWAE (Mattei & Frellsen 2019).
@@ -287,7 +310,11 @@ class VAEModel(VAEInference, keras.Model):
         if num_samples is not None:
             v.check_positive_int("num_samples", num_samples)
         self.missing_values = missing_lib.check_missing_values(missing_values)
+        if self.missing_values is not None:
+            # Refuses an input read by a MissingIndicator and another layer.
+            missing_lib.indicator_inputs(self)
         objective = objectives.get(objective, num_samples)
+        self._parts.likelihood = loss
         objective.check(self)
         self.objective = objective
         self._track_objective_layer(objective.build(self))
@@ -296,12 +323,11 @@ class VAEModel(VAEInference, keras.Model):
             with self.distribute_strategy.scope():
                 own.build(self.objective_layer.trainable_weights)
         self._parts.trackers.clear()
-        if jit_compile is True and self._replicas() > 1:
-            # XLA cannot compile the cross-device step of a multi-replica
-            # strategy (Keras wraps `strategy.run` in the jitted function and
-            # XLA refuses variables on other devices), so under a strategy the
-            # step runs as a plain tf.function graph.
-            jit_compile = False
+        # Under a multi-replica strategy `jit_compile=True` is honoured by
+        # compiling each replica's forward and backward pass and keeping the
+        # all-reduce and the update outside XLA (`ReplicaXLAMixin`,
+        # keras_vae/models/replica_step.py); Keras alone would jit the whole
+        # cross-device step, which XLA refuses.
         self._parts.functions.clear()
         super().compile(
             optimizer=optimizer, loss=loss, jit_compile=jit_compile, **kwargs
@@ -456,9 +482,28 @@ class VAEModel(VAEInference, keras.Model):
         loss, values = self.objective.compute(
             trace, self.objective_layer, sample_weight, tape)
         extra = [l for layer in self._parts.loss_layers() for l in layer.losses]
+        extra += [l for level in trace.levels for l in level.losses]
         if extra:
             loss = loss + tf.add_n([tf.cast(l, tf.float32) for l in extra])
-        return loss, values
+        return loss, {**values, **self._codebook_metrics(trace)}
+
+    def _codebook_metrics(self, trace):
+        """Each quantizer's `usage_metrics` (`perplexity`,
+        `codebook_usage`, per stage for residual VQ), read after the
+        forward pass: the training batch's, recorded by the quantizer's
+        training call; at evaluation the batch's own codes give the
+        perplexity. Suffixed `_<layer name>` when there are several."""
+        pairs = [(level, record)
+                 for level, record in zip(self.levels, trace.levels)
+                 if level.quantizer is not None]
+        out = {}
+        for level, record in pairs:
+            codes = None if trace.training else level.quantizer.codes(
+                record.params[0])
+            suffix = "" if len(pairs) == 1 else f"_{level.name}"
+            for key, value in level.quantizer.usage_metrics(codes).items():
+                out[key + suffix] = value
+        return out
 
     def _update_metrics(self, loss, values, batch):
         self.loss_tracker.update_state(loss, sample_weight=batch)
@@ -492,6 +537,15 @@ class VAEModel(VAEInference, keras.Model):
         return bool(strategy.cluster_resolver.cluster_spec().as_dict())
 
     def train_step(self, data):
+        # Two halves: under a strategy with XLA the first is compiled per
+        # replica and the second (all-reduce, update) runs outside it
+        # (ReplicaXLAMixin); on one device Keras compiles both at once.
+        return self.apply_gradients_and_metrics(
+            data, self.compute_gradients(data))
+
+    def compute_gradients(self, data):
+        """The replica's forward and backward pass: `(grads, loss,
+        metrics)` for the model's trainable weights."""
         # Persistent: an objective may read gradients of its own terms
         # from the tape (Objective.compute's `tape`) before this one.
         with tf.GradientTape(persistent=True) as tape:
@@ -500,9 +554,23 @@ class VAEModel(VAEInference, keras.Model):
             # Gradients are summed over replicas: scale the per-replica loss.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(loss / replicas)
-        weights = self.trainable_weights
-        self._apply_update(tape.gradient(scaled, weights), weights, loss)
+        return tape.gradient(scaled, self.trainable_weights), loss, values
+
+    def apply_gradients_and_metrics(self, data, outputs):
+        """The update (optimizer groups, non-finite skip; the all-reduce
+        under a strategy) and the metric updates."""
+        grads, loss, values = outputs
+        self._apply_update(grads, self.trainable_weights, loss)
         self._count_nonfinite(loss, values)
+        return self._update_metrics(loss, values, self._batch_size(data))
+
+    def compute_test_outputs(self, data):
+        """The compiled half of `test_step`: `(loss, metrics)`."""
+        return self.compute_objective(data, training=False)
+
+    def update_test_metrics(self, data, outputs):
+        """The uncompiled half of `test_step`: the metric updates."""
+        loss, values = outputs
         return self._update_metrics(loss, values, self._batch_size(data))
 
     def _objective_owned(self):
@@ -524,8 +592,16 @@ class VAEModel(VAEInference, keras.Model):
         for g, w in zip(grads, weights):
             split[id(w) in owned][0].append(g)
             split[id(w) in owned][1].append(w)
+        own_grads = split[True][0]
+        scale = getattr(self.optimizer, "dynamic_scale", None)
+        if scale is not None and own_grads and own_grads[0] is not None:
+            # Mixed precision: the model's LossScaleOptimizer scaled the
+            # loss; it unscales its own group, the objective's is unscaled
+            # here (a non-finite result skips the step with the loss's).
+            own_grads = [None if g is None else g / tf.cast(scale, g.dtype)
+                         for g in own_grads]
         return [(self.optimizer, *split[False]),
-                (self._own_optimizer(), *split[True])]
+                (self._own_optimizer(), own_grads, split[True][1])]
 
     def _apply_update(self, grads, weights, loss):
         """The optimizer step, skipped (on one replica) when `loss` is not
@@ -536,7 +612,15 @@ class VAEModel(VAEInference, keras.Model):
             for optimizer, g, w in groups:
                 optimizer.apply_gradients(zip(g, w))
             return
-        apply_unless_not_finite(groups, tf.math.is_finite(loss))
+        finite = tf.math.is_finite(loss)
+        if len(groups) > 1 and getattr(self.optimizer, "dynamic_scale",
+                                       None) is not None:
+            # Loss scaling can overflow the objective's own gradients at a
+            # finite loss: that step is skipped too.
+            finite = tf.logical_and(finite, tf.reduce_all([
+                tf.reduce_all(tf.math.is_finite(g))
+                for g in groups[1][1] if g is not None]))
+        apply_unless_not_finite(groups, finite)
 
     def _count_nonfinite(self, loss, values):
         """Counts the step in the non-finite counters of its terms: the
@@ -602,5 +686,4 @@ class VAEModel(VAEInference, keras.Model):
                     optimizer.build(group)
 
     def test_step(self, data):
-        loss, values = self.compute_objective(data, training=False)
-        return self._update_metrics(loss, values, self._batch_size(data))
+        return self.update_test_metrics(data, self.compute_test_outputs(data))

@@ -90,3 +90,7 @@ __all__ = [
     "kl_per_dimension",
     "tc_decomposition",
 ]
+
+from keras_vae.objectives.autoencoder_kl import AutoencoderKL  # noqa: E402
+
+__all__ += ["AutoencoderKL"]

@@ -234,6 +234,12 @@ def check_flat_gaussian(model, objective, diagonal=True, what=None):
                 + ("" if not gaussian else " with a full covariance")
                 + "." + received
             )
+    elif sampler.family == "quantized":
+        raise ValueError(
+            f"{name} needs a continuous latent with a posterior density; "
+            f"'{level.name}' is vector-quantised (a deterministic one-hot "
+            "posterior)." + received
+        )
     elif not sampler.reparameterized or sampler.relaxed:
         raise ValueError(
             f"{name} needs a continuous reparameterized latent; "

@@ -54,10 +54,9 @@ class ELBO(Objective):
     one-hot draws) gets the score-function gradient of the terms that
     depend on its draw, E_q[(f(z) - baseline) ∇ log q(z | x)], with the
     control variates of NVIL (Mnih & Gregor 2014): a running average of
-    the learning signal f, normalisation by its running standard
-    deviation, and a learned input-dependent baseline b(x) (an MLP on the
-    model inputs, trained on the squared error of f - c - b(x) by the
-    model's optimizer). Its analytic KL keeps its exact gradient. The
+    the learning signal f and a learned input-dependent baseline b(x) (an
+    MLP on the model inputs, trained on the squared error of f - c - b(x)
+    by the model's optimizer). Its analytic KL keeps its exact gradient. The
     surrogate adds nothing to the loss's value. The baseline's weights
     belong to the model (`VAEModel.objective_layer`): they save and load
     with it and are left out of exported signatures.
@@ -71,10 +70,14 @@ class ELBO(Objective):
         baseline_units: hidden units of b(x) (default 100, as NVIL).
         baseline_decay: α of the running averages, in [0, 1) (default
             0.8).
-        normalize_signal: with a baseline, divide the centred signal by
-            max(1, running standard deviation) (default True, as NVIL). This rescales the
-            encoder's score-function step; the estimator is unbiased for
-            the ELBO's gradient only with False.
+        normalize_signal: with a baseline, divide the level's encoder
+            gradient (its score-function term and its KL penalty's
+            gradient alike) by s = max(1, running standard deviation of
+            the centred signal), as NVIL (default False: a step size
+            Adam already adapts; the direction stays unbiased either
+            way). Dividing the score-function term alone would multiply
+            the level's β by s for the encoder and stall it short of the
+            optimum (`keras_vae.objectives.baselines`).
 
     Example:
 
@@ -89,7 +92,7 @@ class ELBO(Objective):
     """
 
     def __init__(self, num_samples=1, baseline="learned", baseline_units=100,
-                 baseline_decay=0.8, normalize_signal=True):
+                 baseline_decay=0.8, normalize_signal=False):
         super().__init__(num_samples)
         self.baseline = v.check_choice("baseline", baseline, BASELINES)
         self.baseline_units = v.check_positive_int(
@@ -139,10 +142,17 @@ class ELBO(Objective):
             if controls is None:
                 advantage = signal
             else:
+                scale = controls.scale(column)  # before v's update
                 advantage, baseline_loss = controls.advantage(
                     signal, column, trace.inputs, trace.training
                 )
                 extra = extra + baseline_loss
+                if self.normalize_signal:
+                    # The level's KL gradient divided by s as its score
+                    # term is: the encoder's direction stays unbiased.
+                    extra = extra + sf.rescaled_penalty(
+                        trace.levels[index], scale
+                    ) * self.mean_weight(sample_weight)
             terms = terms + sf.surrogate(
                 advantage, trace.levels[index].log_q
             ) / k

@@ -97,6 +97,23 @@ class IWAE(Objective):
         return self.gradient == "dreg"
 
     def check(self, model):
+        quantized = [l.name for l in model.levels
+                     if l.sampler.family == "quantized"]
+        if quantized and len(quantized) == len(model.levels):
+            raise ValueError(
+                "objective='iwae' weighs K distinct draws of z; the latents "
+                f"{quantized} are vector-quantised (deterministic: every "
+                "draw is the nearest code), so the bound would equal the "
+                "ELBO at K times the cost. Use objective='elbo'. "
+                f"Received: objective={self!r}"
+            )
+        if quantized and self.gradient == "dreg":
+            raise ValueError(
+                "gradient='dreg' differentiates log q(z | x) through z; the "
+                f"vector-quantised latents {quantized} have a deterministic "
+                "one-hot posterior with no such density. Use "
+                f"gradient='standard'. Received: objective={self!r}"
+            )
         shaped = [l.kl.name for l in model.levels
                   if l.kl.free_bits > 0 or l.kl.capacity is not None]
         if shaped:

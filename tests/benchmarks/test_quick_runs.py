@@ -41,10 +41,20 @@ EXPECTED = {
         "| synthetic | softplus, init 1 |", "| synthetic | keras.io |"]),
     "spatial_latent": ([], ["| flat | (32,) |", "| spatial | (4, 4, 2) |"]),
     "ppca": ([], ["| PPCA ML, closed form (exact) |", "| full |"]),
+    "distributed_xla": ([], [
+        "| single device | 1 | XLA | yes |", "| Mirrored x2 | 2 | XLA | yes |",
+        "| Mirrored x2 | 2 | no XLA | no |",
+        "- XLA / no XLA, Mirrored x2: "]),
     "serving_latency": ([], [
         "| serving_default | SavedModel | 16 |",
         "| vae.log_likelihood(x, K=10) | in-memory | 16 |",
         "All five signatures have the documented output names"]),
+    "serving_load": ([], [
+        "| `serving_default` | 1 | 1 |", "| `serving_default` | 32 | 16 |",
+        "| `log_likelihood` | 1 | 16 |", "| `log_likelihood` | 32 | 1 |",
+        "- errors: 0 of ", "memory flat (delta <= ", "server alive: yes",
+        "| NaN | 400 |", "| oversize batch | 400 |",
+        "| body too large | 413 |", "| malformed JSON | 400 |"]),
 }
 
 

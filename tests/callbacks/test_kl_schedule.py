@@ -5,7 +5,7 @@ import pytest
 import keras_vae
 from keras_vae.callbacks import CapacityAnnealing, KLWarmUp
 from keras_vae.losses import BernoulliNLL
-from tests.models.conftest import binary_data
+from tests.builders import binary_data
 
 
 def vae_with(**kl_kwargs):

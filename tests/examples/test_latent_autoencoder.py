@@ -61,3 +61,35 @@ def test_quick_run_reports_bits_per_dim_and_writes_the_picture(
     assert results["reload_max_abs_diff"] < 1e-4  # vae.keras reloads
     for name in ("vae.keras", "saved_model/saved_model.pb"):
         assert (tmp_path / name).exists(), name
+
+
+@pytest.mark.slow
+def test_ldm_recipe_quick_run_compares_the_variants(tmp_path, monkeypatch,
+                                                    capsys):
+    """--recipe ldm --quick: the four variants (ELBO, L1 + KL, + perceptual,
+    + PatchGAN) trained a few steps on 16x16 crops, their table, the
+    picture and results.json."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "examples"))
+    from latent_autoencoder import LDM_VARIANTS, main
+
+    summary = main(["--recipe", "ldm", "--quick", "--out", str(tmp_path),
+                    "--patch", "16", "--ldm-filters", "8", "16",
+                    "--batch-size", "8", "--steps", "4",
+                    "--test-examples", "16"])
+    stdout = capsys.readouterr().out
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["results"]) == set(LDM_VARIANTS)
+    assert results["discriminator_start"] == 2 and results["steps"] == 4
+    for variant, label in LDM_VARIANTS.items():
+        r = results["results"][variant]
+        assert label in stdout and label in results["table"]
+        assert r["steps"] == 4 and r["train_time_s"] > 0
+        assert 0.0 < r["psnr"] < 60.0 and -1.0 <= r["ssim"] <= 1.0
+        assert r["frechet"] >= 0.0 and r["sharpness"] >= 0.0
+        assert 0.0 < r["l1"] < 1.0  # clipped reconstructions in [0, 1]
+    ratio = (results["results"]["full"]["step_ms"]
+             / results["results"]["elbo"]["step_ms"])
+    assert abs(results["step_time_ratio_full_vs_elbo"] - ratio) < 0.01
+    assert summary["table"] == results["table"]
+    png = matplotlib.image.imread(tmp_path / "ldm_recipe.png")
+    assert png.ndim == 3 and np.isfinite(png).all()

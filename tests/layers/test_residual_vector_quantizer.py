@@ -145,3 +145,18 @@ def test_bad_input():
         layer.lookup(tf.constant([[0, 4]]))
     with pytest.raises(ValueError, match="code dimension 3"):
         layer(np.zeros((2, 5), "float32"))
+
+
+def test_quantize_with_losses_is_the_call_without_add_loss():
+    books = RNG.normal(size=(2, 4, 3)).astype("float32")
+    x = RNG.normal(size=(8, 3)).astype("float32")
+    called, direct = (_rvq(books, ema_decay=None, seed=0) for _ in range(2))
+    want = called(x, training=True)
+    got, losses = direct.quantize_with_losses(x, training=True)
+    np.testing.assert_array_equal(got, want)
+    assert len(losses) == len(called.losses) == 4  # 2 stages x 2 losses
+    for a, b in zip(losses, called.losses):
+        np.testing.assert_array_equal(a, b)
+    assert not direct.losses
+    for a, b in zip(direct.weights, called.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -207,7 +207,7 @@ def test_a_dead_code_is_reseeded_after_exactly_the_stated_steps(ema_decay):
 
 def test_kmeans_initialisation_from_the_first_training_batch():
     x, centres = _separated(400, k=4, d=3, spread=0.05)
-    layer = _layer(np.full((4, 3), 30.0), kmeans_init=True, kmeans_iters=10,
+    layer = _layer(np.full((4, 3), 30.0), kmeans_init=True, kmeans_iters=25,
                    seed=0, restart_after_steps=None, ema_decay=None)
     layer(x, training=False)  # inference does not initialise
     np.testing.assert_array_equal(layer.codebook.numpy(), 30.0)
@@ -388,3 +388,23 @@ def test_ema_with_restarts_uses_the_codebook_where_the_plain_loss_collapses():
     assert fixed[0] >= 0.9 and fixed[1] >= 0.9, fixed
     assert plain[0] <= 0.25 and plain[1] <= 0.25, plain
     assert fixed[2] < 0.8 * plain[2], (fixed, plain)
+
+
+@pytest.mark.parametrize("ema_decay", [0.9, None], ids=["ema", "loss"])
+def test_quantize_with_losses_is_the_call_without_add_loss(ema_decay):
+    """The same output, the same losses (that the call adds) and the same
+    statistics updates, with nothing added to `layer.losses`."""
+    books = RNG.normal(size=(4, 3)).astype("float32")
+    x = RNG.normal(size=(8, 3)).astype("float32")
+    called, direct = (_layer(books, ema_decay=ema_decay, seed=0)
+                      for _ in range(2))
+    want = called(x, training=True)
+    got, losses = direct.quantize_with_losses(x, training=True)
+    np.testing.assert_array_equal(got, want)
+    assert len(losses) == len(called.losses) == (1 if ema_decay else 2)
+    for a, b in zip(losses, called.losses):
+        np.testing.assert_array_equal(a, b)
+    assert not direct.losses
+    for a, b in zip(direct.weights, called.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert direct.quantize_with_losses(x, training=False)[1] == []

@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent(
     import os, signal, sys
     import keras, numpy as np, tensorflow as tf
     from keras_vae.losses import BernoulliNLL
-    from tests.models.conftest import binary_data, mlp_vae
+    from tests.builders import binary_data, mlp_vae
 
     def train(out, backup, kill_epoch):
         class KillMidEpoch(keras.callbacks.Callback):

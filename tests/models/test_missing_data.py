@@ -152,7 +152,7 @@ def test_refined_elbo_reaches_log_p_x_with_an_untrained_full_encoder():
 
 
 def test_refined_elbo_stays_below_log_p_x_on_a_nonlinear_model():
-    from tests.models.conftest import binary_data, mlp_vae
+    from tests.builders import binary_data, mlp_vae
 
     data = binary_data(600)
     vae = mlp_vae(d=32, latent=2)

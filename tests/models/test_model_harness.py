@@ -7,7 +7,13 @@ import pytest
 
 from keras_vae import objectives
 from keras_vae.losses import BernoulliNLL
-from tests.builders import MODEL_ZOO, zoo_categorical, zoo_data, zoo_diag
+from tests.builders import (
+    MODEL_ZOO,
+    QUANTIZED,
+    zoo_categorical,
+    zoo_data,
+    zoo_diag,
+)
 from tests.model_harness import run_model_test
 
 CASES = [
@@ -24,6 +30,10 @@ CASES = [
     ("diag", lambda: objectives.IWAE(num_samples=3, gradient="dreg")),
     ("diag", lambda: objectives.BetaTCVAE(beta=4.0, dataset_size=64)),
     ("diag", lambda: objectives.FactorVAE(discriminator_units=(8,))),
+    ("vq", lambda: objectives.ELBO()),
+    ("rvq", lambda: objectives.ELBO()),
+    ("fsq", lambda: objectives.ELBO()),
+    ("vq_spatial", lambda: objectives.ELBO()),
 ]
 
 
@@ -37,7 +47,8 @@ def test_model_harness(case, tmp_path):
     name, make = case
     run_model_test(
         MODEL_ZOO[name], make, zoo_data(name, n=16), tmp_path,
-        latent_shape=(2, 2, 2) if name == "spatial" else None)
+        latent_shape=(2, 2, 2) if name == "spatial" else None,
+        sample=name not in QUANTIZED)
 
 
 @pytest.mark.parametrize("make_objective, build", [

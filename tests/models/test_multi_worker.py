@@ -17,7 +17,7 @@ def build():
     import keras
 
     from keras_vae.losses import BernoulliNLL
-    from tests.models.conftest import mlp_vae
+    from tests.builders import mlp_vae
 
     keras.utils.set_random_seed(0)
     vae = mlp_vae(seed=1, min_scale=1e-7, max_abs_log_variance=80.0)
@@ -38,7 +38,7 @@ WORKER = textwrap.dedent(
     import tensorflow as tf
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     import keras, numpy as np
-    from tests.models.conftest import binary_data
+    from tests.builders import binary_data
     from tests.models.test_multi_worker import build
 
     x = binary_data(512)
@@ -105,7 +105,7 @@ def test_two_workers_end_with_identical_weights(tmp_path):
     # The dataset's batches of 128 are global batches, split between the
     # workers: one device trained on the same batches gets the same losses
     # and weights.
-    from tests.models.conftest import binary_data
+    from tests.builders import binary_data
 
     single = build()
     hist = single.fit(binary_data(512), batch_size=128, epochs=2,

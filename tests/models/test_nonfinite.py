@@ -6,7 +6,7 @@ import tensorflow as tf
 import keras_vae
 from keras_vae.models import _nonfinite
 from keras_vae.losses import BernoulliNLL
-from tests.models.conftest import binary_data, mlp_vae
+from tests.builders import binary_data, mlp_vae
 
 
 def _compiled():

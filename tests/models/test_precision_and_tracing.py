@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from keras_vae.losses import BernoulliNLL
 from keras_vae.models.vae_model import VAEModel
-from tests.models.conftest import binary_data, mlp_vae
+from tests.builders import binary_data, mlp_vae
 
 
 def _fit(policy, x, epochs=2):

@@ -13,7 +13,7 @@ import keras_vae
 from keras_vae import objectives
 from keras_vae.losses import BernoulliNLL
 from keras_vae.objectives.beta_tcvae import log_importance_weights
-from tests.models.conftest import binary_data, mlp_vae
+from tests.builders import binary_data, mlp_vae
 
 X = binary_data(256, d=32, seed=2)
 # A correlated Gaussian: TC = ½(Σ_i log Σ_ii - log det Σ) = 0.7743 nats.
@@ -189,7 +189,7 @@ def test_loss_on_a_trace_is_the_decomposition_with_its_weights():
                                rtol=1e-6)
 
 
-def test_trains_under_xla_reports_its_terms_and_saves(tmp_path):
+def test_trains_under_xla_and_reports_its_terms():
     vae = mlp_vae(latent=3, seed=1)
     vae.compile(optimizer=keras.optimizers.Adam(1e-2), loss=BernoulliNLL(),
                 objective=objectives.BetaTCVAE(beta=4.0, dataset_size=len(X)))
@@ -199,12 +199,6 @@ def test_trains_under_xla_reports_its_terms_and_saves(tmp_path):
                  "dimension_wise_kl"):
         assert np.all(np.isfinite(hist[name])), name
     assert hist["loss"][-1] < hist["loss"][0]
-    vae.save(tmp_path / "tc.keras")
-    loaded = keras.saving.load_model(tmp_path / "tc.keras")
-    assert isinstance(loaded.objective, objectives.BetaTCVAE)
-    assert loaded.objective.get_config() == vae.objective.get_config()
-    for a, b in zip(loaded.get_weights(), vae.get_weights()):
-        np.testing.assert_array_equal(a, b)
 
 
 def test_config_round_trip():

@@ -51,16 +51,13 @@ def test_encoder_snr_at_64_samples_is_well_above_the_standard_one():
     assert ratio > 3.0
 
 
-def test_dreg_trains_under_xla_and_saves(tmp_path):
+def test_dreg_trains_under_xla():
     x, _ = ec.data(repeat=16)
     vae = ec.gaussian_vae()
     vae.compile(optimizer=keras.optimizers.Adam(1e-2), loss=BernoulliNLL(),
                 objective=IWAE(4, gradient="dreg"))
     history = vae.fit(x, batch_size=32, epochs=3, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
-    vae.save(tmp_path / "m.keras")
-    loaded = keras.models.load_model(tmp_path / "m.keras")
-    assert loaded.objective.gradient == "dreg"
 
 
 def test_dreg_refuses_levels_it_cannot_differentiate():

@@ -11,7 +11,7 @@ import keras_vae
 from keras_vae import objectives
 from keras_vae.losses import BernoulliNLL
 from keras_vae.objectives import FactorVAE, FactorVAEDiscriminator
-from tests.models.conftest import binary_data, mlp_vae
+from tests.builders import binary_data, mlp_vae
 from tests.objectives.test_beta_tcvae import (
     gumbel_vae,
     iaf_vae,
@@ -213,7 +213,7 @@ def test_bad_options_are_refused():
     vae = mlp_vae(latent=2)
     vae.compile(loss=BernoulliNLL(), jit_compile=False)
     with pytest.raises(ValueError, match=r"made by `compile`"):
-        FactorVAE().loss(vae.trace(X[:8], X[:8]))
+        FactorVAE().compute(vae.trace(X[:8], X[:8]))
 
 
 @pytest.mark.parametrize("build, message", [
@@ -233,3 +233,27 @@ def test_flows_and_full_covariances_are_accepted(build):
     vae.compile(loss=BernoulliNLL(), objective=FactorVAE(), jit_compile=False)
     loss, metrics = vae.compute_objective(X[:16])
     assert np.isfinite(float(loss)) and "total_correlation" in metrics
+
+
+def test_discriminator_trains_finite_under_mixed_precision():
+    """The model's LossScaleOptimizer scales the loss; the objective's own
+    optimizer receives unscaled gradients (else D's Adam would step by the
+    scale's multiple, 2**15)."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    vae = mlp_vae(latent=3)
+    vae.compile(optimizer=keras.optimizers.Adam(1e-3), loss=BernoulliNLL(),
+                objective=FactorVAE(discriminator_units=(8,), seed=0,
+                                    discriminator_learning_rate=1e-3))
+    assert isinstance(vae.optimizer, keras.optimizers.LossScaleOptimizer)
+    d = vae.objective_layer
+    before = [w.numpy().copy() for w in d.trainable_weights]
+    vae.fit(X[:64], batch_size=32, epochs=1, verbose=0)
+    moments = [v.numpy() for v in d.optimizer.variables
+               if "momentum" in v.path]
+    assert moments and all(np.isfinite(m).all() for m in moments)
+    # Adam's first moment after 2 steps is ~(1 - 0.5^2) of the unscaled
+    # gradient: with scaled gradients it would be ~2**15 times larger.
+    assert max(np.abs(m).max() for m in moments) < 10.0
+    steps = [np.abs(w.numpy() - b).max()
+             for w, b in zip(d.trainable_weights, before)]
+    assert 0 < max(steps) <= 3e-3  # two Adam steps of 1e-3 at most

@@ -9,7 +9,7 @@ import tensorflow as tf
 import keras_vae
 from keras_vae import objectives
 from keras_vae.losses import BernoulliNLL
-from tests.models.conftest import binary_data, mlp_vae
+from tests.builders import binary_data, mlp_vae
 
 X = binary_data(128, d=32, seed=2)
 

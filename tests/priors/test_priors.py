@@ -9,7 +9,7 @@ from keras_vae import KLRegularizer, priors
 from keras_vae.losses import BernoulliNLL
 from keras_vae.objectives import has_analytic_kl
 from tests.helpers import run_layer_test
-from tests.models.conftest import binary_data
+from tests.builders import binary_data
 
 tfd = tfp.distributions
 RNG = np.random.default_rng(0)

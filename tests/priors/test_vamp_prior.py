@@ -10,7 +10,7 @@ import keras_vae
 from keras_vae import KLRegularizer, priors
 from keras_vae.losses import BernoulliNLL
 from keras_vae.random import derive_seed, standard_normal
-from tests.models.conftest import binary_data
+from tests.builders import binary_data
 
 D, L, K = 16, 2, 5
 X = binary_data(256, d=D)
