@@ -112,6 +112,7 @@ def blind():
     return _trained(False, ELBO())
 
 
+@pytest.mark.slow
 @needs_trace
 def test_the_encoder_sees_which_entries_are_missing(aware, test_rows):
     vae, _ = aware

@@ -164,6 +164,7 @@ def test_estimator_reaches_em(mixture, name):
         np.testing.assert_allclose(estimate.mean(), exact, atol=0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(OLD_DEFAULT, strict=True,
                    reason="normalize_signal=True divides only the score "
                           "term, not the KL's gradient")
