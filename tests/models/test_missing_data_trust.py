@@ -16,7 +16,6 @@ an ESS of 5 % of K; the mask-aware MLP encoder (MIWAE, K = 5) 0.003 nat and
 0.03 (1 % of the rows); `refine_steps=300` makes both exact.
 """
 
-import inspect
 import warnings
 
 import keras
@@ -27,21 +26,11 @@ from scipy import stats
 import keras_vae
 from keras_vae.losses import GaussianNLL
 from keras_vae.models import importance
-from keras_vae.models import trace as trace_lib
 from keras_vae.objectives import ELBO, IWAE
 
 D, L, SIGMA, P_MISSING = 10, 3, 0.5, 0.3
 TRAIN, TEST, EPOCHS = 3000, 300, 40
 NAN = float("nan")
-# The trace hands a MissingIndicator the NaN-marked rows (missing.stage_inputs).
-TRACE_READY = "stage_inputs" in inspect.getsource(trace_lib)
-ESS_READY = "return_ess" in inspect.signature(
-    keras_vae.VAEModel.log_likelihood).parameters
-needs_trace = pytest.mark.skipif(
-    not TRACE_READY, reason="the trace does not pass NaN-marked rows to "
-    "MissingIndicator layers (missing.stage_inputs) yet")
-needs_ess = pytest.mark.skipif(
-    not ESS_READY, reason="log_likelihood has no ESS yet")
 
 
 def _ppca(n, seed):
@@ -113,7 +102,6 @@ def blind():
 
 
 @pytest.mark.slow
-@needs_trace
 def test_the_encoder_sees_which_entries_are_missing(aware, test_rows):
     vae, _ = aware
     _, _, incomplete = test_rows
@@ -127,7 +115,6 @@ def test_the_encoder_sees_which_entries_are_missing(aware, test_rows):
 
 
 @pytest.mark.slow
-@needs_trace
 def test_mask_aware_encoder_needs_no_refinement(aware, test_rows):
     vae, decoder = aware
     x, missing, incomplete = test_rows
@@ -146,7 +133,6 @@ def test_mask_aware_encoder_needs_no_refinement(aware, test_rows):
 
 
 @pytest.mark.slow
-@needs_ess
 def test_low_ess_warns_for_a_mask_blind_encoder_only(blind, test_rows):
     vae, decoder = blind
     x, missing, incomplete = test_rows
@@ -174,7 +160,6 @@ def test_low_ess_warns_for_a_mask_blind_encoder_only(blind, test_rows):
 
 
 @pytest.mark.slow
-@needs_trace
 def test_mask_aware_model_exports(aware, test_rows, tmp_path):
     import tensorflow as tf
 

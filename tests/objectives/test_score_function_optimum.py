@@ -40,10 +40,6 @@ STEPS, BATCH, LEARNING_RATE = 2000, 100, 1e-2
 SEED = 1  # data and model; see the module doc for seeds 0-5
 TOLERANCE = 0.1  # nats per example, held-out
 REPEATS = 60  # gradient draws, each averaging 64 draws per row
-# `ELBO()` divided only the score-function term by the running sd of the
-# signal (normalize_signal=True) until the default changed: the test of
-# the default runs either way and must pass once the default is False.
-OLD_DEFAULT = ELBO().normalize_signal
 
 
 def _log_likelihood_per_class(x, probs):
@@ -145,13 +141,7 @@ ESTIMATORS = {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [
-    pytest.param("default", marks=pytest.mark.xfail(
-        OLD_DEFAULT, strict=True,
-        reason="ELBO() still divides only the score term by the signal's "
-               "sd (a β of sd for the encoder)")),
-    "learned", "running", "none", "vimco", "gumbel",
-])
+@pytest.mark.parametrize("name", list(ESTIMATORS))
 def test_estimator_reaches_em(mixture, name):
     x_train, x_test, em = mixture
     vae = train(name, x_train, SEED)
@@ -165,9 +155,6 @@ def test_estimator_reaches_em(mixture, name):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(OLD_DEFAULT, strict=True,
-                   reason="normalize_signal=True divides only the score "
-                          "term, not the KL's gradient")
 def test_normalized_signal_scales_the_whole_encoder_gradient():
     """normalize_signal=True: the encoder's expected gradient is the exact
     ELBO gradient divided by s = max(1, sqrt(v)) (score term and analytic
