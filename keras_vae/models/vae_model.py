@@ -230,7 +230,7 @@ class VAEModel(ReplicaXLAMixin, VAEInference, keras.Model):
     def likelihood(self):
         """The likelihood loss given to `compile` (p(x | z)); available to
         the objective's `check` and `build` during `compile`."""
-        loss = self._parts.likelihood or getattr(self, "loss", None)
+        loss = self._parts.likelihood
         if loss is None:
             raise ValueError(
                 f"VAEModel '{self.name}' is not compiled: its likelihood is "
