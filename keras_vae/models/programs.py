@@ -100,21 +100,23 @@ def _chunks(model, x, y, seed, params, values_fn):
     return chunk
 
 
-def log_likelihood(model, x, y, num_samples, chunk_size, seed, params=None):
-    """Importance-sampled log p(x) (log p(x_obs) with missing entries),
-    per example: log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x)."""
-    return objectives.chunked_logmeanexp(
-        _chunks(model, x, y, seed, params, lambda t, _: t.log_weights()),
-        num_samples, chunk_size)
-
-
 def log_likelihood_and_ess(model, x, y, num_samples, chunk_size, seed,
                            params=None):
     """`(log_likelihood, ESS)` per example, in one pass over the chunks:
-    the ESS of the importance weights (`objectives.effective_sample_size`)."""
+    the importance-sampled log p(x) (log p(x_obs) with missing entries),
+    log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x), and the
+    effective sample size of its weights
+    (`objectives.effective_sample_size`)."""
     return objectives.chunked_logmeanexp_and_ess(
         _chunks(model, x, y, seed, params, lambda t, _: t.log_weights()),
         num_samples, chunk_size)
+
+
+def log_likelihood(model, x, y, num_samples, chunk_size, seed, params=None):
+    """The estimate of `log_likelihood_and_ess` alone (the exported
+    signature): the same numbers as the array method's."""
+    return log_likelihood_and_ess(model, x, y, num_samples, chunk_size, seed,
+                                  params)[0]
 
 
 def elbo(model, x, y, num_samples, chunk_size, seed, params=None):
@@ -132,20 +134,10 @@ def imputation_terms(trace, likelihood):
         likelihood.mean(trace.decoder_params))
 
 
-def impute(model, x, y, num_samples, chunk_size, seed, params=None):
-    """`y` with each missing entry replaced by E[x_mis | x_obs]
-    (self-normalised importance sampling); observed entries as given."""
-    filled = objectives.chunked_weighted_mean(
-        _chunks(model, x, y, seed, params,
-                lambda t, _: imputation_terms(t, model.likelihood)),
-        num_samples, chunk_size)
-    y = tf.cast(y, filled.dtype)
-    return tf.where(missing_lib.observed(y, model.missing_values), y, filled)
-
-
 def impute_and_ess(model, x, y, num_samples, chunk_size, seed, params=None):
-    """`(impute, ESS)`: `impute` and the effective sample size of its
-    importance weights, per example."""
+    """`y` with each missing entry replaced by E[x_mis | x_obs]
+    (self-normalised importance sampling; observed entries as given), and
+    the effective sample size of its importance weights, per example."""
     filled, ess = objectives.chunked_weighted_mean_and_ess(
         _chunks(model, x, y, seed, params,
                 lambda t, _: imputation_terms(t, model.likelihood)),
@@ -153,6 +145,12 @@ def impute_and_ess(model, x, y, num_samples, chunk_size, seed, params=None):
     y = tf.cast(y, filled.dtype)
     return tf.where(missing_lib.observed(y, model.missing_values), y,
                     filled), ess
+
+
+def impute(model, x, y, num_samples, chunk_size, seed, params=None):
+    """The imputation of `impute_and_ess` alone (the exported signature)."""
+    return impute_and_ess(model, x, y, num_samples, chunk_size, seed,
+                          params)[0]
 
 
 def impute_params(model, x, y, num_samples, chunk_size, seed, params=None):
